@@ -1,0 +1,3 @@
+from beakerd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,54 @@
+"""The application factory: opens storage and mounts the registry on one aiohttp app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from beakerd.settings import Settings
+from registry.context import REGISTRY, RegistryContext
+from registry.middleware import registry_errors
+from registry.routes import add_routes as add_registry_routes
+from storage.blobs import BlobStore
+from storage.database import Database
+from storage.generation import Generation
+from storage.repositories import Repositories
+from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
+from storage.uploads import UploadSessions
+
+DATABASE = web.AppKey("database", Database)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[registry_errors], client_max_size=4 << 20)
+    app[SETTINGS] = settings
+    add_registry_routes(app)
+    app.cleanup_ctx.append(_storage)
+    return app
+
+
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    root = settings.data_dir
+    for folder in (root, root / "blobs", root / "uploads"):
+        folder.mkdir(parents=True, exist_ok=True)
+    db = Database(root / "beakerd.db")
+    await db.open()
+    await db.migrate("storage", STORAGE_MIGRATIONS)
+    generation = Generation(root / "generation")
+    repositories = Repositories(db)
+    blobs = BlobStore(root / "blobs")
+    app[DATABASE] = db
+    app[REGISTRY] = RegistryContext(
+        repositories=repositories,
+        blobs=blobs,
+        uploads=UploadSessions(db, root / "uploads", blobs, repositories),
+        generation=generation,
+    )
+    yield
+    generation.close()
+    await db.close()
+
+
+SETTINGS = web.AppKey("settings", Settings)

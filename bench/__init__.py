@@ -1,0 +1,4 @@
+"""Side-by-side benchmarks of beakerd against the reference registry.
+
+Run `python -m bench.registry_bench --help`.
+"""

@@ -1,0 +1,366 @@
+"""Side-by-side registry benchmark: beakerd against the CNCF reference registry (docker-registry).
+
+    python -m bench.registry_bench            # 1 GiB blob, 3 runs each, wrk 10 s
+    python -m bench.registry_bench --quick    # 256 MiB blob, 2 runs each, wrk 5 s
+    python -m bench.registry_bench --only reference   # one server (no results.md unless --output)
+
+For each server, one at a time on loopback (so they never compete for the 2 CPUs): blob push
+throughput (monolithic POST+PUT, and 16 MiB PATCH chunks + PUT), blob pull throughput, manifest
+GET requests/s under `wrk -t2 -c32`, and the server's peak RSS during the pushes. Throughput and
+requests/s keep the best of the runs (interference only ever slows a run down); RSS keeps the
+highest sample over all push runs. MB = 10^6 bytes.
+
+Each push run uploads a different blob (the file's last 16 bytes change, the digest is updated
+from a saved hash of the rest), so no server can answer "already have it".
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from bench.client import FileSlice, RegistryClient, RegistryError
+from bench.report import Measurements, errors_section, markdown_table
+from bench.servers import RegistryProcess, RssSampler, start_beakerd, start_reference, tree_hwm_kib
+
+MIB = 1024 * 1024
+CHUNK_SIZE = 16 * MIB
+TAIL = 16
+REPO = "bench/registry-bench"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+RESULTS_PATH = Path(__file__).resolve().parent / "results.md"
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+class BlobFile:
+    """A file of random bytes, generated once; `variant(n)` makes it a distinct blob per run."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self.path = path
+        self.size = size
+        prefix = hashlib.sha256()
+        piece = 16 * MIB
+        with open(path, "wb") as f:
+            start = 0
+            while start < size:
+                data = os.urandom(min(piece, size - start))
+                f.write(data)
+                # Hash all but the tail now; variants only redo the last 16 bytes.
+                prefix.update(data[: max(0, size - TAIL - start)])
+                start += len(data)
+        self._prefix = prefix
+        self.file = open(path, "r+b")  # closed by close()
+
+    def variant(self, n: int) -> str:
+        tail = n.to_bytes(TAIL, "big")
+        os.pwrite(self.file.fileno(), tail, self.size - TAIL)
+        digest = self._prefix.copy()
+        digest.update(tail)
+        return "sha256:" + digest.hexdigest()
+
+    def whole(self) -> FileSlice:
+        return FileSlice(self.file, 0, self.size)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def mb_per_s(size: int, seconds: float) -> float:
+    return size / seconds / 1e6
+
+
+def timed(action: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+class ServerBench:
+    """All measurements against one running registry."""
+
+    def __init__(self, server: RegistryProcess, blob: BlobFile, args: argparse.Namespace) -> None:
+        self.server = server
+        self.blob = blob
+        self.args = args
+        self.client = RegistryClient(server.url, server.username, server.password)
+        self.results: Measurements = {}
+        self.last_digest: str | None = None
+        self.peak_rss_kib = 0
+        self._variant = 0
+
+    def record(self, key: str, measure: Callable[[], float]) -> None:
+        try:
+            self.results[key] = measure()
+        except Exception as error:  # one broken measurement must not hide the others
+            self.results[key] = f"{type(error).__name__}: {error}"
+            log(f"  {key}: FAILED: {self.results[key]}")
+            self.client.close()  # the connection may be mid-response
+            if self.server.proc.poll() is not None:
+                log(f"  {self.server.name} died:\n{self.server.log_tail()}")
+
+    def run(self) -> Measurements:
+        name = self.server.name
+        runs = self.args.runs
+        log(f"\n== {name} at {self.server.url} (pid {self.server.pid}) ==")
+        self.record("push_monolithic", lambda: self._push(runs, chunked=False))
+        self.record("push_chunked", lambda: self._push(runs, chunked=True))
+        if self.peak_rss_kib:
+            self.results["push_peak_rss"] = self.peak_rss_kib / 1024
+            hwm = tree_hwm_kib(self.server.pid) / 1024
+            log(f"  peak RSS during pushes: {self.peak_rss_kib / 1024:.1f} MiB (VmHWM {hwm:.1f})")
+        self.record("pull", lambda: self._pull(runs))
+        self.record("manifest_get", lambda: self._manifest_get(runs))
+        self.client.close()
+        return self.results
+
+    def _push(self, runs: int, chunked: bool) -> float:
+        kind = "chunked" if chunked else "monolithic"
+        best = 0.0
+        for i in range(runs):
+            self._variant += 1
+            digest = self.blob.variant(self._variant)
+            self.client.ensure_login(REPO)  # a fresh token, so no 401 lands mid-body
+            with RssSampler(self.server.pid) as sampler:
+                start = time.perf_counter()
+                if chunked:
+                    self.client.push_blob_chunked(REPO, self.blob.whole(), digest, CHUNK_SIZE)
+                else:
+                    self.client.push_blob_monolithic(REPO, self.blob.whole(), digest)
+                seconds = time.perf_counter() - start
+            self.last_digest = digest
+            self.peak_rss_kib = max(self.peak_rss_kib, sampler.peak_kib)
+            rate = mb_per_s(self.blob.size, seconds)
+            best = max(best, rate)
+            log(
+                f"  push {kind} run {i + 1}: {rate:,.0f} MB/s ({seconds:.2f} s, "
+                f"peak RSS {sampler.peak_kib / 1024:.0f} MiB)"
+            )
+        return best
+
+    def _ensure_blob(self) -> str:
+        """The digest of a blob of the full size in REPO (pushed here if no push run succeeded)."""
+        if self.last_digest is None:
+            self._variant += 1
+            digest = self.blob.variant(self._variant)
+            self.client.ensure_login(REPO)
+            self.client.push_blob_monolithic(REPO, self.blob.whole(), digest)
+            self.last_digest = digest
+        return self.last_digest
+
+    def _pull(self, runs: int) -> float:
+        digest = self._ensure_blob()
+        best = 0.0
+        for i in range(runs):
+            self.client.ensure_login(REPO)
+            size = 0
+
+            def pull() -> None:
+                nonlocal size
+                size = self.client.pull_blob(REPO, digest)
+
+            seconds = timed(pull)
+            if size != self.blob.size:
+                raise RegistryError(f"pulled {size} bytes, expected {self.blob.size}")
+            rate = mb_per_s(size, seconds)
+            best = max(best, rate)
+            log(f"  pull run {i + 1}: {rate:,.0f} MB/s ({seconds:.2f} s)")
+        return best
+
+    def _push_small_image(self) -> bytes:
+        """A config blob, one small layer and an OCI image manifest tagged `latest`."""
+        layer = os.urandom(64 * 1024)
+        layer_digest = "sha256:" + hashlib.sha256(layer).hexdigest()
+        config = json.dumps(
+            {
+                "architecture": "amd64",
+                "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+            }
+        ).encode()
+        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+        self.client.ensure_login(REPO)
+        self.client.push_blob_monolithic(REPO, config, config_digest)
+        self.client.push_blob_monolithic(REPO, layer, layer_digest)
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+                "layers": [{"mediaType": OCI_LAYER, "digest": layer_digest, "size": len(layer)}],
+            }
+        ).encode()
+        self.client.put_manifest(REPO, "latest", manifest, OCI_MANIFEST)
+        return manifest
+
+    def _manifest_get(self, runs: int) -> float:
+        manifest = self._push_small_image()
+        if self.client.get_manifest(REPO, "latest", OCI_MANIFEST) != manifest:
+            raise RegistryError("GET manifests/latest did not return the pushed manifest")
+        best = 0.0
+        for i in range(runs):
+            # A fresh token per run: beakerd's tokens are short-lived and wrk cannot renew them.
+            self.client.ensure_login(REPO)
+            rate = run_wrk(
+                f"{self.server.url}/v2/{REPO}/manifests/latest",
+                {"Accept": OCI_MANIFEST, **auth_header(self.client)},
+                self.args.wrk_duration,
+            )
+            best = max(best, rate)
+            log(f"  manifest GET run {i + 1}: {rate:,.0f} req/s")
+        return best
+
+
+def auth_header(client: RegistryClient) -> dict[str, str]:
+    return {"Authorization": client.authorization} if client.authorization else {}
+
+
+def run_wrk(url: str, headers: dict[str, str], duration: int) -> float:
+    """`wrk -t2 -c32 -d<duration>s`; requests/s, refusing runs with any non-2xx/3xx answer."""
+    cmd = ["wrk", "-t2", "-c32", f"-d{duration}s"]
+    for name, value in headers.items():
+        cmd += ["-H", f"{name}: {value}"]
+    cmd.append(url)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60, check=True)
+    text = out.stdout
+    bad = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+    if bad:
+        raise RegistryError(f"wrk saw {bad.group(1)} non-2xx/3xx responses:\n{text}")
+    errors = re.search(r"Socket errors:.*", text)
+    if errors:
+        log(f"    wrk: {errors.group(0)}")
+    rate = re.search(r"Requests/sec:\s*([\d.]+)", text)
+    if not rate:
+        raise RegistryError(f"could not parse wrk output:\n{text}\n{out.stderr}")
+    return float(rate.group(1))
+
+
+def measure(
+    name: str, start: Callable[[Path], RegistryProcess], workdir: Path, blob: BlobFile,
+    args: argparse.Namespace,
+) -> Measurements:  # fmt: skip
+    try:
+        server = start(workdir)
+    except Exception as error:
+        log(f"\n== {name}: could not start: {error}")
+        return {"push_monolithic": f"could not start: {error}"}
+    try:
+        if name == "beakerd" and server.password is None:
+            log("  (no $HOME/.beaker/config.yml written: running without credentials)")
+        return ServerBench(server, blob, args).run()
+    finally:
+        server.stop()
+        log(f"  stopped {name} (pid {server.pid})")
+        if not args.keep_tmp:
+            shutil.rmtree(workdir, ignore_errors=True)  # frees the pushed gigabytes early
+
+
+def header(args: argparse.Namespace, blob_size: int) -> str:
+    registry_version = subprocess.run(
+        ["docker-registry", "--version"], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return "\n".join(
+        [
+            "# beakerd vs reference registry",
+            "",
+            f"Run {now} with `python -m bench.registry_bench{' --quick' if args.quick else ''}` "
+            f"on {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()};"
+            f" reference: {registry_version or 'docker-registry'} (filesystem storage).",
+            f"Blob {blob_size // MIB} MiB of random data; {args.runs} runs per measurement, "
+            f"best run kept for MB/s and req/s (MB = 10^6 bytes), highest sample kept for RSS "
+            f"(VmRSS of the server's process tree every 50 ms over all push runs). "
+            f"Manifest GET: `wrk -t2 -c32 -d{args.wrk_duration}s`. Servers run one at a time on "
+            f"loopback; the client uploads with sendfile and reads with 4 MiB readinto.",
+            "",
+        ]
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.registry_bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="256 MiB blob, 2 runs, 5 s wrk")
+    parser.add_argument("--only", choices=["beakerd", "reference"], help="measure one server")
+    parser.add_argument("--runs", type=int, help="runs per measurement (default 3, quick 2)")
+    parser.add_argument("--blob-mib", type=int, help="blob size in MiB (default 1024, quick 256)")
+    parser.add_argument("--wrk-duration", type=int, help="seconds per wrk run (10, quick 5)")
+    parser.add_argument("--output", type=Path, help=f"Markdown results file (default {RESULTS_PATH}"
+                        " for full comparisons, none with --only)")  # fmt: skip
+    parser.add_argument("--keep-tmp", action="store_true", help="keep data dirs and logs")
+    args = parser.parse_args(argv)
+    args.runs = args.runs or (2 if args.quick else 3)
+    args.blob_mib = args.blob_mib or (256 if args.quick else 1024)
+    args.wrk_duration = args.wrk_duration or (5 if args.quick else 10)
+    if args.output is None and args.only is None:
+        args.output = RESULTS_PATH
+    return args
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # unwinds through the finally blocks that stop the servers
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    if shutil.which("wrk") is None or shutil.which("docker-registry") is None:
+        log("needs wrk and docker-registry (apt-get install wrk docker-registry)")
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="registry-bench-"))
+    results: dict[str, Measurements] = {}
+    try:
+        size = args.blob_mib * MIB
+        log(f"generating a {args.blob_mib} MiB random blob in {tmp}")
+        blob = BlobFile(tmp / "blob.bin", size)
+        try:
+            servers: list[tuple[str, Callable[[Path], RegistryProcess]]] = [
+                ("reference", start_reference),
+                ("beakerd", start_beakerd),
+            ]
+            for name, start in servers:
+                if args.only in (None, name):
+                    results[name] = measure(name, start, tmp / name, blob, args)
+        finally:
+            blob.close()
+    finally:
+        if args.keep_tmp:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    table = markdown_table(results.get("beakerd"), results.get("reference"))
+    errors = errors_section(results)
+    document = header(args, args.blob_mib * MIB) + table + "\n"
+    if errors:
+        document += "\nErrors:\n" + errors + "\n"
+    log("\n" + document)
+    if args.output is not None:
+        args.output.write_text(document)
+        log(f"written to {args.output}")
+    failed = any(isinstance(v, str) for m in results.values() for v in m.values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

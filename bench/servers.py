@@ -1,0 +1,226 @@
+"""Start, watch and stop the two registries under test: beakerd and the CNCF reference registry.
+
+Both run as child processes on loopback with their own data folder under a bench-owned tmp dir;
+`RegistryProcess.stop` ends them by PID only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import yaml
+
+BEAKERD_ACCOUNT = "bench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RegistryProcess:
+    """One running registry: where it listens, its PID, and the login to use (None: anonymous)."""
+
+    name: str
+    port: int
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self) -> None:
+        """SIGTERM this PID, then SIGKILL it if it has not exited within 15 s."""
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _wait_ready(server: RegistryProcess, timeout: float = 60.0) -> None:
+    """Poll GET /v2/ until it answers (a 401 counts: the server is up, it wants a login)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{server.name} exited early:\n{server.log_tail()}")
+        try:
+            with urllib.request.urlopen(server.url + "/v2/", timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.05)
+    server.stop()
+    raise RuntimeError(f"{server.name} did not start within {timeout:.0f}s:\n{server.log_tail()}")
+
+
+def start_reference(workdir: Path) -> RegistryProcess:
+    """`docker-registry serve config.yml` with filesystem storage under `workdir`.
+
+    The access log is off: it is written per request to stdout and would only measure the log file.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    config = {
+        "version": 0.1,
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(workdir / "data")},
+            "delete": {"enabled": True},
+            "cache": {"blobdescriptor": "inmemory"},
+        },
+        "http": {"addr": f"127.0.0.1:{port}"},
+    }
+    config_path = workdir / "config.yml"
+    config_path.write_text(yaml.safe_dump(config))
+    log_path = workdir / "registry.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            ["docker-registry", "serve", str(config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    server = RegistryProcess("reference", port, proc, log_path)
+    _wait_ready(server)
+    return server
+
+
+def start_beakerd(workdir: Path) -> RegistryProcess:
+    """`python -m beakerd serve` with HOME and the data folder under `workdir`.
+
+    The bootstrap account `bench` gets its API token written into $HOME/.beaker/config.yml;
+    that token is the password for the registry's token flow.
+    """
+    home = workdir / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = dict(os.environ)
+    env["HOME"] = str(home)
+    env.pop("BEAKER_CONFIG", None)
+    env.pop("XDG_DATA_HOME", None)
+    env["BEAKERD_BOOTSTRAP_ACCOUNT"] = BEAKERD_ACCOUNT
+    cmd = [
+        sys.executable, "-m", "beakerd", "serve",
+        "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(workdir / "data"),
+    ]  # fmt: skip
+    log_path = workdir / "beakerd.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
+    server = RegistryProcess("beakerd", port, proc, log_path)
+    _wait_ready(server)
+    config = home / ".beaker" / "config.yml"
+    if config.exists():
+        token = (yaml.safe_load(config.read_text()) or {}).get("user_token")
+        if token:
+            server.username = BEAKERD_ACCOUNT
+            server.password = str(token)
+    return server
+
+
+def _process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants, so that a server with worker processes is measured whole."""
+    tree = [pid]
+    i = 0
+    while i < len(tree):
+        parent = tree[i]
+        i += 1
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    tree.extend(int(c) for c in f.read().split())
+            except OSError:
+                continue
+    return tree
+
+
+def _status_kib(pid: int, field: str) -> int:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_kib(pid: int) -> int:
+    return sum(_status_kib(p, "VmRSS") for p in _process_tree(pid))
+
+
+def tree_hwm_kib(pid: int) -> int:
+    """Sum of per-process VmHWM (peak RSS since start): an upper bound for the tree's peak."""
+    return sum(_status_kib(p, "VmHWM") for p in _process_tree(pid))
+
+
+class RssSampler:
+    """Samples the summed VmRSS of a process tree every `interval` seconds in a thread.
+
+    Use as a context manager around the measured operation; `peak_kib` is the highest sample.
+    """
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak_kib = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            self.peak_kib = max(self.peak_kib, tree_rss_kib(self.pid))
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+        # One last sample: the end of the push (finalising the blob) is part of it.
+        self.peak_kib = max(self.peak_kib, tree_rss_kib(self.pid))

@@ -1,0 +1,70 @@
+"""Request bodies, streamed: blobs in batches of about 1 MiB, manifests with a size cap."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from registry.errors import ErrorCode, RegistryError
+
+BATCH_BYTES = 1 << 20
+
+
+def declared_length(request: web.Request) -> int | None:
+    value = request.headers.get("Content-Length")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise RegistryError(ErrorCode.SIZE_INVALID, "Content-Length is not a number")
+    return int(value)
+
+
+def has_body(request: web.Request) -> bool:
+    length = declared_length(request)
+    return bool(length) or (length is None and request.body_exists)
+
+
+async def batches(request: web.Request) -> AsyncIterator[bytes]:
+    """The body in batches of about BATCH_BYTES; raises SIZE_INVALID if it ends short."""
+    expected = declared_length(request)
+    received = 0
+    pending: list[bytes] = []
+    pending_bytes = 0
+    content = request.content
+    while True:
+        data = await content.readany()
+        if not data:
+            break
+        pending.append(data)
+        pending_bytes += len(data)
+        if pending_bytes >= BATCH_BYTES:
+            received += pending_bytes
+            yield b"".join(pending)
+            pending, pending_bytes = [], 0
+    if pending:
+        received += pending_bytes
+        yield b"".join(pending)
+    if expected is not None and received != expected:
+        raise RegistryError(
+            ErrorCode.SIZE_INVALID, f"body ended after {received} of {expected} bytes"
+        )
+
+
+async def read_capped(request: web.Request, limit: int) -> bytes:
+    """The whole body, refusing (413) anything over `limit` without reading it all."""
+    expected = declared_length(request)
+    too_big = RegistryError(ErrorCode.MANIFEST_INVALID, f"body exceeds {limit} bytes", status=413)
+    if expected is not None and expected > limit:
+        raise too_big
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        data = await request.content.readany()
+        if not data:
+            break
+        size += len(data)
+        if size > limit:
+            raise too_big
+        chunks.append(data)
+    return b"".join(chunks)

@@ -1,0 +1,73 @@
+"""`/v2/<name>/tags/list` and `/v2/_catalog`: lexical order, `n`/`last` pages, `Link` headers."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from registry.access import PULL, access_of, require
+from registry.context import REGISTRY
+from registry.errors import ErrorCode, RegistryError
+from registry.names import check_name
+
+# Without `n` a client gets this many entries and a Link to the rest.
+DEFAULT_PAGE = 1000
+MAX_PAGE = 10000
+
+
+def _page_size(request: web.Request) -> int:
+    raw = request.query.get("n")
+    if raw is None or raw == "":
+        return DEFAULT_PAGE
+    if not raw.isdigit() or int(raw) > MAX_PAGE:
+        raise RegistryError(
+            ErrorCode.PAGINATION_NUMBER_INVALID,
+            f"n must be an integer from 0 to {MAX_PAGE}",
+            detail={"n": raw[:32]},
+        )
+    return int(raw)
+
+
+def _next_link(path: str, n: int, last: str) -> str:
+    return f'<{path}?{urlencode({"n": n, "last": last})}>; rel="next"'
+
+
+async def list_tags(request: web.Request) -> web.Response:
+    ctx = request.app[REGISTRY]
+    name = check_name(request.match_info["name"])
+    require(request, name, PULL)
+    n = _page_size(request)
+    tags = await ctx.repositories.list_tags(name, n + 1, request.query.get("last"))
+    if tags is None:
+        raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": name})
+    headers = {}
+    if len(tags) > n:
+        tags = tags[:n]
+        headers["Link"] = _next_link(f"/v2/{name}/tags/list", n, tags[-1])
+    return web.json_response({"name": name, "tags": tags}, headers=headers)
+
+
+async def catalog(request: web.Request) -> web.Response:
+    ctx = request.app[REGISTRY]
+    access = access_of(request)
+    n = _page_size(request)
+    last = request.query.get("last")
+    names: list[str] = []
+    more = False
+    # Skip what the caller may not read, page after page, until this page is full.
+    while not more:
+        batch = await ctx.repositories.list_repositories(max(n, 100) + 1, last)
+        for repo in batch:
+            if access.allows(repo, PULL):
+                if len(names) == n:
+                    more = True
+                    break
+                names.append(repo)
+        if len(batch) <= max(n, 100):
+            break
+        last = batch[-1]
+    headers = {}
+    if more and names:
+        headers["Link"] = _next_link("/v2/_catalog", n, names[-1])
+    return web.json_response({"repositories": names}, headers=headers)

@@ -1,0 +1,55 @@
+"""Every /v2 answer carries the API version header, and every failure is the spec's JSON."""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from registry.errors import ErrorCode, RegistryError, error_response
+
+log = logging.getLogger("beakerd.registry")
+
+API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Response:
+    if exc.status == 405:
+        return error_response(
+            ErrorCode.UNSUPPORTED, f"{request.method} is not supported here", status=405
+        )
+    if exc.status == 404:
+        return error_response(ErrorCode.NAME_UNKNOWN, "no such endpoint", status=404)
+    if exc.status == 413:
+        return error_response(ErrorCode.SIZE_INVALID, "request body too large", status=413)
+    if exc.status == 416:
+        return error_response(ErrorCode.RANGE_INVALID, exc.reason, status=416,
+                              headers=dict(exc.headers))
+    return error_response(ErrorCode.UNSUPPORTED, exc.reason, status=exc.status)
+
+
+@web.middleware
+async def registry_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/v2"):
+        return await handler(request)
+    try:
+        response = await handler(request)
+    except RegistryError as e:
+        response = e.response()
+    except web.HTTPException as e:
+        if e.status < 400:
+            raise
+        response = _from_http_exception(request, e)
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            log.warning("storage full while handling %s %s", request.method, request.path)
+            response = error_response(ErrorCode.STORAGE_FULL, "the registry's disk is full")
+        elif isinstance(e, ConnectionError):
+            raise
+        else:
+            log.exception("storage error on %s %s", request.method, request.path)
+            response = error_response(ErrorCode.UNSUPPORTED, "storage error", status=500)
+    response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
+    return response

@@ -1,0 +1,46 @@
+"""Which blobs a caller sees in a repository.
+
+A blob is visible in R if it is linked to R, or if the caller may push to R and may read it in
+some other repository: docker then says "Layer already exists" across one's own repositories,
+and nobody learns of a blob they could not read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from aiohttp import web
+
+from registry.access import PULL, PUSH, access_of
+from registry.context import RegistryContext
+
+
+async def readable_elsewhere(request: web.Request, ctx: RegistryContext, digest: str) -> bool:
+    access = access_of(request)
+    holders = await ctx.repositories.repositories_with_blob(digest)
+    return any(access.allows(name, PULL) for name in holders)
+
+
+async def visible_blob_size(
+    request: web.Request, ctx: RegistryContext, repository: str, digest: str
+) -> int | None:
+    size = await ctx.repositories.linked_blob_size(repository, digest)
+    if size is not None:
+        return size
+    if not access_of(request).allows(repository, PUSH):
+        return None
+    if await readable_elsewhere(request, ctx, digest):
+        return await ctx.repositories.blob_size(digest)
+    return None
+
+
+async def visible_blob_sizes(
+    request: web.Request, ctx: RegistryContext, repository: str, digests: Iterable[str]
+) -> dict[str, int]:
+    """Sizes of the visible blobs among `digests`; the invisible ones are left out."""
+    sizes: dict[str, int] = {}
+    for digest in dict.fromkeys(digests):
+        size = await visible_blob_size(request, ctx, repository, digest)
+        if size is not None:
+            sizes[digest] = size
+    return sizes

@@ -1,0 +1,1 @@
+"""Persistence: content-addressed blobs, upload sessions and the metadata database."""

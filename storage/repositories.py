@@ -1,0 +1,272 @@
+"""Queries over repositories, their blob links, manifests, tags and referrers.
+
+Every write that changes what a client can see happens in one transaction, so a reader sees a
+manifest together with its tag and blob links, or none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from storage.database import Database
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRecord:
+    digest: str
+    media_type: str
+    size: int
+    content: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrerRecord:
+    digest: str
+    media_type: str
+    size: int
+    artifact_type: str | None
+    annotations: dict[str, str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewManifest:
+    """A validated manifest ready to be stored, with everything it points at."""
+
+    digest: str
+    media_type: str
+    content: bytes
+    artifact_type: str | None
+    subject: str | None
+    annotations: dict[str, str] | None
+    blob_digests: Sequence[str]
+    manifest_digests: Sequence[str]
+
+
+class Repositories:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- repositories -----------------------------------------------------------------------
+
+    async def exists(self, name: str) -> bool:
+        row = await self.db.fetchone("SELECT 1 FROM repositories WHERE name = ?", (name,))
+        return row is not None
+
+    async def is_immutable(self, name: str) -> bool:
+        row = await self.db.fetchone("SELECT immutable FROM repositories WHERE name = ?", (name,))
+        return bool(row and row["immutable"])
+
+    async def set_immutable(self, name: str, immutable: bool = True) -> None:
+        async with self.db.transaction() as conn:
+            await _ensure_repository(conn, name)
+            await conn.execute(
+                "UPDATE repositories SET immutable = ? WHERE name = ?", (int(immutable), name)
+            )
+
+    async def delete_repository(self, name: str) -> None:
+        """Forget a repository: its tags, manifests and links (the blobs stay for GC)."""
+        await self.db.execute("DELETE FROM repositories WHERE name = ?", (name,))
+
+    async def list_repositories(self, limit: int, last: str | None) -> list[str]:
+        """Names of repositories holding at least one manifest, in lexical order after `last`."""
+        rows = await self.db.fetchall(
+            "SELECT name FROM repositories r WHERE name > ? AND EXISTS"
+            " (SELECT 1 FROM manifests m WHERE m.repository_id = r.id)"
+            " ORDER BY name LIMIT ?",
+            (last or "", limit),
+        )
+        return [row["name"] for row in rows]
+
+    # -- blobs ------------------------------------------------------------------------------
+
+    async def blob_size(self, digest: str) -> int | None:
+        """The size of a stored blob, whichever repository holds it."""
+        row = await self.db.fetchone("SELECT size FROM blobs WHERE digest = ?", (digest,))
+        return int(row["size"]) if row else None
+
+    async def linked_blob_size(self, repository: str, digest: str) -> int | None:
+        row = await self.db.fetchone(
+            "SELECT b.size FROM blobs b JOIN repository_blobs l ON l.digest = b.digest"
+            " JOIN repositories r ON r.id = l.repository_id WHERE r.name = ? AND b.digest = ?",
+            (repository, digest),
+        )
+        return int(row["size"]) if row else None
+
+    async def repositories_with_blob(self, digest: str) -> list[str]:
+        rows = await self.db.fetchall(
+            "SELECT r.name FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id"
+            " WHERE l.digest = ? ORDER BY r.name",
+            (digest,),
+        )
+        return [row["name"] for row in rows]
+
+    async def add_blob(self, repository: str, digest: str, size: int) -> None:
+        """Record a blob now on disk and link it into `repository`."""
+        async with self.db.transaction() as conn:
+            now = time.time()
+            await conn.execute(
+                "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (digest) DO NOTHING",
+                (digest, size, now),
+            )
+            repo_id = await _ensure_repository(conn, repository)
+            await _link_blobs(conn, repo_id, [digest], now)
+
+    async def link_blob(self, repository: str, digest: str) -> None:
+        async with self.db.transaction() as conn:
+            repo_id = await _ensure_repository(conn, repository)
+            await _link_blobs(conn, repo_id, [digest], time.time())
+
+    async def unlink_blob(self, repository: str, digest: str) -> bool:
+        changed = await self.db.execute(
+            "DELETE FROM repository_blobs WHERE digest = ? AND repository_id ="
+            " (SELECT id FROM repositories WHERE name = ?)",
+            (digest, repository),
+        )
+        return changed > 0
+
+    # -- manifests and tags -----------------------------------------------------------------
+
+    async def put_manifest(self, repository: str, manifest: NewManifest, tag: str | None) -> None:
+        """Store a manifest, link every blob it references, and point `tag` at it."""
+        async with self.db.transaction() as conn:
+            now = time.time()
+            repo_id = await _ensure_repository(conn, repository)
+            await conn.execute(
+                "INSERT INTO manifest_contents (digest, content) VALUES (?, ?)"
+                " ON CONFLICT (digest) DO NOTHING",
+                (manifest.digest, manifest.content),
+            )
+            await conn.execute(
+                "INSERT INTO manifests (repository_id, digest, media_type, size, artifact_type,"
+                " subject, annotations, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (repository_id, digest) DO NOTHING",
+                (
+                    repo_id,
+                    manifest.digest,
+                    manifest.media_type,
+                    len(manifest.content),
+                    manifest.artifact_type,
+                    manifest.subject,
+                    json.dumps(manifest.annotations) if manifest.annotations else None,
+                    now,
+                ),
+            )
+            await _link_blobs(conn, repo_id, manifest.blob_digests, now)
+            await conn.executemany(
+                "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest,"
+                " child_is_manifest) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [(repo_id, manifest.digest, d, 0) for d in manifest.blob_digests]
+                + [(repo_id, manifest.digest, d, 1) for d in manifest.manifest_digests],
+            )
+            if tag is not None:
+                await conn.execute(
+                    "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (repository_id, name) DO UPDATE"
+                    " SET digest = excluded.digest, updated_at = excluded.updated_at",
+                    (repo_id, tag, manifest.digest, now),
+                )
+
+    async def manifest(self, repository: str, digest: str) -> ManifestRecord | None:
+        row = await self.db.fetchone(
+            "SELECT m.digest, m.media_type, m.size, c.content FROM manifests m"
+            " JOIN repositories r ON r.id = m.repository_id"
+            " JOIN manifest_contents c ON c.digest = m.digest"
+            " WHERE r.name = ? AND m.digest = ?",
+            (repository, digest),
+        )
+        return _manifest_record(row) if row else None
+
+    async def present_manifests(self, repository: str, digests: Sequence[str]) -> set[str]:
+        """Which of `digests` are manifests stored in `repository`."""
+        if not digests:
+            return set()
+        marks = ",".join("?" * len(digests))
+        rows = await self.db.fetchall(
+            "SELECT m.digest FROM manifests m JOIN repositories r ON r.id = m.repository_id"
+            f" WHERE r.name = ? AND m.digest IN ({marks})",
+            (repository, *digests),
+        )
+        return {row["digest"] for row in rows}
+
+    async def resolve_tag(self, repository: str, tag: str) -> str | None:
+        row = await self.db.fetchone(
+            "SELECT t.digest FROM tags t JOIN repositories r ON r.id = t.repository_id"
+            " WHERE r.name = ? AND t.name = ?",
+            (repository, tag),
+        )
+        return str(row["digest"]) if row else None
+
+    async def delete_manifest(self, repository: str, digest: str) -> bool:
+        """Delete a manifest and every tag pointing at it."""
+        changed = await self.db.execute(
+            "DELETE FROM manifests WHERE digest = ? AND repository_id ="
+            " (SELECT id FROM repositories WHERE name = ?)",
+            (digest, repository),
+        )
+        return changed > 0
+
+    async def delete_tag(self, repository: str, tag: str) -> bool:
+        changed = await self.db.execute(
+            "DELETE FROM tags WHERE name = ? AND repository_id ="
+            " (SELECT id FROM repositories WHERE name = ?)",
+            (tag, repository),
+        )
+        return changed > 0
+
+    async def list_tags(self, repository: str, limit: int, last: str | None) -> list[str] | None:
+        """Tags in lexical order after `last`, or None when the repository is unknown."""
+        row = await self.db.fetchone("SELECT id FROM repositories WHERE name = ?", (repository,))
+        if row is None:
+            return None
+        rows = await self.db.fetchall(
+            "SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?",
+            (row["id"], last or "", limit),
+        )
+        return [r["name"] for r in rows]
+
+    async def referrers(self, repository: str, subject: str) -> list[ReferrerRecord]:
+        rows = await self.db.fetchall(
+            "SELECT m.digest, m.media_type, m.size, m.artifact_type, m.annotations"
+            " FROM manifests m JOIN repositories r ON r.id = m.repository_id"
+            " WHERE r.name = ? AND m.subject = ? ORDER BY m.created_at, m.digest",
+            (repository, subject),
+        )
+        return [
+            ReferrerRecord(
+                row["digest"],
+                row["media_type"],
+                int(row["size"]),
+                row["artifact_type"],
+                json.loads(row["annotations"]) if row["annotations"] else None,
+            )
+            for row in rows
+        ]
+
+
+def _manifest_record(row: aiosqlite.Row) -> ManifestRecord:
+    return ManifestRecord(row["digest"], row["media_type"], int(row["size"]), bytes(row["content"]))
+
+
+async def _ensure_repository(conn: aiosqlite.Connection, name: str) -> int:
+    await conn.execute(
+        "INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        (name, time.time()),
+    )
+    rows = list(await conn.execute_fetchall("SELECT id FROM repositories WHERE name = ?", (name,)))
+    return int(rows[0][0])
+
+
+async def _link_blobs(
+    conn: aiosqlite.Connection, repo_id: int, digests: Sequence[str], now: float
+) -> None:
+    await conn.executemany(
+        "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)"
+        " ON CONFLICT DO NOTHING",
+        [(repo_id, d, now) for d in digests],
+    )

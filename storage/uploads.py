@@ -1,0 +1,248 @@
+"""Blob upload sessions: streamed to `uploads/<id>`, hashed on the way, published atomically.
+
+The acknowledged offset of a session lives in the database, so a session survives a restart
+and may continue in another worker process. The running hash lives in the process that took
+the last chunk; any other process re-derives it by re-reading the partial file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from storage.blobs import BlobStore
+from storage.database import Database
+from storage.digests import Digest
+from storage.repositories import Repositories
+
+_UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_REHASH_CHUNK = 8 << 20
+
+
+class UploadError(Exception):
+    """Base of the errors an upload reports to its client."""
+
+
+class OffsetMismatch(UploadError):
+    def __init__(self, offset: int) -> None:
+        super().__init__(f"chunk must start at offset {offset}")
+        self.offset = offset
+
+
+class DigestMismatch(UploadError):
+    def __init__(self, expected: Digest, actual: str) -> None:
+        super().__init__(f"content digest {actual} does not match {expected}")
+
+
+@dataclass(slots=True)
+class Upload:
+    id: str
+    repository: str
+    offset: int
+
+
+@dataclass(slots=True)
+class _RunningHash:
+    offset: int
+    hasher: hashlib._Hash
+
+
+class UploadSessions:
+    def __init__(
+        self, db: Database, root: Path, blobs: BlobStore, repositories: Repositories
+    ) -> None:
+        self.db = db
+        self.root = root
+        self.blobs = blobs
+        self.repositories = repositories
+        self._hashes: dict[str, _RunningHash] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _path(self, upload_id: str) -> Path:
+        return self.root / upload_id
+
+    async def create(self, repository: str) -> Upload:
+        upload = Upload(str(uuid.uuid4()), repository, 0)
+        await asyncio.to_thread(self._path(upload.id).touch)
+        now = time.time()
+        await self.db.execute(
+            "INSERT INTO uploads (id, repository, offset, created_at, updated_at)"
+            " VALUES (?, ?, 0, ?, ?)",
+            (upload.id, repository, now, now),
+        )
+        self._hashes[upload.id] = _RunningHash(0, hashlib.sha256())
+        return upload
+
+    async def get(self, repository: str, upload_id: str) -> Upload | None:
+        if not _UPLOAD_ID_RE.match(upload_id):
+            return None
+        row = await self.db.fetchone(
+            "SELECT offset FROM uploads WHERE id = ? AND repository = ?", (upload_id, repository)
+        )
+        return Upload(upload_id, repository, int(row["offset"])) if row else None
+
+    async def append(
+        self, upload: Upload, chunks: AsyncIterable[bytes], start: int | None = None
+    ) -> None:
+        """Append a chunk; `start`, from Content-Range, must equal the current offset."""
+        async with self._lock(upload.id):
+            await self._refresh(upload)
+            if start is not None and start != upload.offset:
+                raise OffsetMismatch(upload.offset)
+            await self._append_locked(upload, chunks)
+
+    async def finish(
+        self, upload: Upload, digest: Digest, chunks: AsyncIterable[bytes] | None = None
+    ) -> int:
+        """Take an optional last chunk, verify the digest, publish the blob; returns its size."""
+        async with self._lock(upload.id):
+            await self._refresh(upload)
+            if chunks is not None:
+                await self._append_locked(upload, chunks)
+            actual = await self._final_digest(upload, digest.algorithm)
+            if actual != digest.hex:
+                await self._discard(upload)
+                raise DigestMismatch(digest, f"{digest.algorithm}:{actual}")
+            await self.blobs.publish(self._path(upload.id), digest)
+            await self.repositories.add_blob(upload.repository, str(digest), upload.offset)
+            await self._forget(upload.id)
+            return upload.offset
+
+    async def ingest(self, repository: str, digest: Digest, chunks: AsyncIterable[bytes]) -> int:
+        """A whole blob in one request: stream it to a new session and finish it."""
+        upload = await self.create(repository)
+        try:
+            return await self.finish(upload, digest, chunks)
+        except BaseException:
+            await self._discard(upload)
+            raise
+
+    async def cancel(self, upload: Upload) -> None:
+        async with self._lock(upload.id):
+            await self._discard(upload)
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _lock(self, upload_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(upload_id, asyncio.Lock())
+
+    async def _refresh(self, upload: Upload) -> None:
+        """Re-read the acknowledged offset: another worker may have taken a chunk since."""
+        current = await self.get(upload.repository, upload.id)
+        if current is None:
+            raise UploadError("upload session no longer exists")
+        upload.offset = current.offset
+
+    async def _append_locked(self, upload: Upload, chunks: AsyncIterable[bytes]) -> None:
+        running = await self._running_hash(upload, "sha256")
+        try:
+            new_offset = await _write_stream(
+                self._path(upload.id), upload.offset, running.hasher, chunks
+            )
+        except BaseException:
+            # The hash may have taken bytes that were never acknowledged: derive it afresh.
+            self._hashes.pop(upload.id, None)
+            raise
+        changed = await self.db.execute(
+            "UPDATE uploads SET offset = ?, updated_at = ? WHERE id = ? AND offset = ?",
+            (new_offset, time.time(), upload.id, upload.offset),
+        )
+        if not changed:
+            self._hashes.pop(upload.id, None)
+            raise OffsetMismatch(upload.offset)
+        running.offset = upload.offset = new_offset
+
+    async def _running_hash(self, upload: Upload, algorithm: str) -> _RunningHash:
+        running = self._hashes.get(upload.id)
+        if algorithm == "sha256" and running is not None and running.offset == upload.offset:
+            return running
+        hasher = await asyncio.to_thread(_hash_prefix, self._path(upload.id), upload.offset, algorithm)
+        running = _RunningHash(upload.offset, hasher)
+        if algorithm == "sha256":
+            self._hashes[upload.id] = running
+        return running
+
+    async def _final_digest(self, upload: Upload, algorithm: str) -> str:
+        running = await self._running_hash(upload, algorithm)
+        # Bytes past the acknowledged offset (a write cut short by a crash) are not content.
+        await asyncio.to_thread(os.truncate, self._path(upload.id), upload.offset)
+        return running.hasher.copy().hexdigest()
+
+    async def _discard(self, upload: Upload) -> None:
+        await asyncio.to_thread(self._path(upload.id).unlink, True)
+        await self._forget(upload.id)
+
+    async def _forget(self, upload_id: str) -> None:
+        self._hashes.pop(upload_id, None)
+        await self.db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+        self._locks.pop(upload_id, None)
+
+
+def _hash_prefix(path: Path, length: int, algorithm: str) -> hashlib._Hash:
+    hasher = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        remaining = length
+        while remaining > 0:
+            data = f.read(min(_REHASH_CHUNK, remaining))
+            if not data:
+                raise UploadError("partial upload file is shorter than its recorded offset")
+            hasher.update(data)
+            remaining -= len(data)
+    return hasher
+
+
+def _write_and_hash(f: BinaryIO, hasher: hashlib._Hash, data: bytes) -> None:
+    hasher.update(data)
+    f.write(data)
+
+
+def _open_at(path: Path, offset: int) -> BinaryIO:
+    f = open(path, "r+b")  # noqa: SIM115 - closed by _write_stream
+    f.truncate(offset)
+    f.seek(offset)
+    return f
+
+
+def _close_synced(f: BinaryIO) -> None:
+    try:
+        f.flush()
+        os.fdatasync(f.fileno())
+    finally:
+        f.close()
+
+
+async def _write_stream(
+    path: Path, offset: int, hasher: hashlib._Hash, chunks: AsyncIterable[bytes]
+) -> int:
+    """Write `chunks` at `offset`, hashing them; the next chunk is read while one is written."""
+    loop = asyncio.get_running_loop()
+    f = await asyncio.to_thread(_open_at, path, offset)
+    pending: asyncio.Future[None] | None = None
+    try:
+        async for data in chunks:
+            if pending is not None:
+                await pending
+            pending = loop.run_in_executor(None, _write_and_hash, f, hasher, data)
+            offset += len(data)
+        if pending is not None:
+            await pending
+            pending = None
+    finally:
+        if pending is not None:
+            # A failed read mid-stream: finish the write in flight before closing the file.
+            await asyncio.gather(pending, return_exceptions=True)
+        await asyncio.to_thread(_close_synced, f)
+    return offset
+
+
+async def iterate(data: bytes) -> AsyncIterator[bytes]:
+    """A body already in memory, as the chunk stream the upload functions take."""
+    yield data

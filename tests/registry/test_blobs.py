@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.registry.helpers import Client, digest_of, error_code, push_blob
+
+
+async def test_monolithic_push_then_head_and_get_return_the_bytes(client: Client) -> None:
+    data = os.urandom(100_000)
+    digest = await push_blob(client, "a/b/c", data)
+    head = await client.head(f"/v2/a/b/c/blobs/{digest}")
+    assert head.status == 200
+    assert head.headers["Content-Length"] == str(len(data))
+    assert head.headers["Docker-Content-Digest"] == digest
+    get = await client.get(f"/v2/a/b/c/blobs/{digest}")
+    assert get.status == 200
+    assert await get.read() == data
+
+
+async def test_range_requests_answer_206_and_416(client: Client) -> None:
+    data = b"0123456789" * 10
+    digest = await push_blob(client, "ranges", data)
+    part = await client.get(f"/v2/ranges/blobs/{digest}", headers={"Range": "bytes=10-19"})
+    assert part.status == 206
+    assert await part.read() == data[10:20]
+    bad = await client.get(f"/v2/ranges/blobs/{digest}", headers={"Range": "bytes=500-600"})
+    assert bad.status == 416
+
+
+async def test_unknown_blob_is_blob_unknown(client: Client) -> None:
+    resp = await client.get(f"/v2/nothing/blobs/{digest_of(b'x')}")
+    assert resp.status == 404
+    assert await error_code(resp) == "BLOB_UNKNOWN"
+
+
+async def test_digest_mismatch_stores_nothing(client: Client, tmp_path: Path) -> None:
+    wrong = digest_of(b"other")
+    resp = await client.post("/v2/mis/blobs/uploads/", params={"digest": wrong}, data=b"data")
+    assert resp.status == 400
+    assert await error_code(resp) == "DIGEST_INVALID"
+    assert (await client.head(f"/v2/mis/blobs/{wrong}")).status == 404
+    assert not any((tmp_path / "data" / "blobs").rglob("*.*"))
+    assert list((tmp_path / "data" / "uploads").iterdir()) == []
+
+
+async def test_chunked_upload_with_out_of_order_chunk_refused(client: Client) -> None:
+    data = os.urandom(3000)
+    start = await client.post("/v2/chunky/blobs/uploads/")
+    assert start.status == 202
+    location = start.headers["Location"]
+    first = await client.patch(
+        location, data=data[:1000], headers={"Content-Range": "0-999",
+                                             "Content-Type": "application/octet-stream"}
+    )
+    assert first.status == 202
+    assert first.headers["Range"] == "0-999"
+    skipped = await client.patch(
+        first.headers["Location"], data=data[2000:], headers={"Content-Range": "2000-2999"}
+    )
+    assert skipped.status == 416
+    second = await client.patch(first.headers["Location"], data=data[1000:2000])
+    assert second.status == 202
+    status = await client.get(second.headers["Location"])
+    assert status.status == 204
+    assert status.headers["Range"] == "0-1999"
+    done = await client.put(
+        second.headers["Location"], params={"digest": digest_of(data)}, data=data[2000:]
+    )
+    assert done.status == 201, await done.text()
+    assert done.headers["Docker-Content-Digest"] == digest_of(data)
+    get = await client.get(f"/v2/chunky/blobs/{digest_of(data)}")
+    assert await get.read() == data
+
+
+async def test_same_blob_in_two_repositories_is_stored_once(client: Client, tmp_path: Path) -> None:
+    data = os.urandom(5000)
+    await push_blob(client, "one", data)
+    await push_blob(client, "two", data)
+    files = [p for p in (tmp_path / "data" / "blobs").rglob("*") if p.is_file()]
+    assert len(files) == 1
+
+
+async def test_cross_repository_mount_links_without_upload(client: Client) -> None:
+    data = os.urandom(100)
+    digest = await push_blob(client, "source", data)
+    resp = await client.post(
+        "/v2/target/blobs/uploads/", params={"mount": digest, "from": "source"}
+    )
+    assert resp.status == 201
+    assert resp.headers["Location"] == f"/v2/target/blobs/{digest}"
+    missing = digest_of(b"never pushed")
+    fallback = await client.post(
+        "/v2/target/blobs/uploads/", params={"mount": missing, "from": "source"}
+    )
+    assert fallback.status == 202
+
+
+async def test_delete_blob_unlinks_it(client: Client) -> None:
+    digest = await push_blob(client, "del", b"bye")
+    assert (await client.delete(f"/v2/del/blobs/{digest}")).status == 202
+    resp = await client.delete(f"/v2/del/blobs/{digest}")
+    assert resp.status == 404
+
+
+async def test_cancelled_upload_is_unknown(client: Client) -> None:
+    start = await client.post("/v2/cancel/blobs/uploads/")
+    location = start.headers["Location"]
+    assert (await client.delete(location)).status == 204
+    resp = await client.get(location)
+    assert resp.status == 404
+    assert await error_code(resp) == "BLOB_UPLOAD_UNKNOWN"
+
+
+async def test_invalid_names_and_digests_are_refused(client: Client) -> None:
+    resp = await client.get(f"/v2/UPPER/blobs/{digest_of(b'')}")
+    assert resp.status == 400
+    assert await error_code(resp) == "NAME_INVALID"
+    resp = await client.get("/v2/ok/blobs/sha256:nothex")
+    assert resp.status == 400
+    assert await error_code(resp) == "DIGEST_INVALID"
+    resp = await client.get("/v2/ok/blobs/md5:d41d8cd98f00b204e9800998ecf8427e")
+    assert await error_code(resp) == "DIGEST_INVALID"

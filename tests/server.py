@@ -1,0 +1,126 @@
+"""Start a real `beakerd serve` in a subprocess, for integration and end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+BOOTSTRAP_ACCOUNT = "tester"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A running beakerd: where it listens, where its data lives, and the bootstrap login."""
+
+    port: int
+    data_dir: Path
+    home: Path
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    extra_args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def username(self) -> str:
+        return BOOTSTRAP_ACCOUNT
+
+    @property
+    def password(self) -> str | None:
+        """The bootstrap account's API token, as written into the user's Beaker config."""
+        config = self.home / ".beaker" / "config.yml"
+        if not config.exists():
+            return None
+        token = yaml.safe_load(config.read_text()).get("user_token")
+        return str(token) if token else None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def restart(self) -> None:
+        """Start the server again on the same port and data folder."""
+        self.stop()
+        self.proc = _spawn(self.port, self.data_dir, self.home, self.log_path, self.extra_args)
+        _wait_ready(self)
+
+
+def _spawn(
+    port: int, data_dir: Path, home: Path, log_path: Path, extra_args: list[str]
+) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env["HOME"] = str(home)
+    env.pop("BEAKER_CONFIG", None)
+    env.pop("XDG_DATA_HOME", None)
+    env["BEAKERD_BOOTSTRAP_ACCOUNT"] = BOOTSTRAP_ACCOUNT
+    cmd = [
+        sys.executable, "-m", "beakerd", "serve",
+        "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
+        *extra_args,
+    ]  # fmt: skip
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
+    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+def _wait_ready(server: Server, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"beakerd exited early:\n{server.log()}")
+        try:
+            urllib.request.urlopen(server.url + "/v2/", timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return  # 401 is an answer too: the server is up
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"beakerd did not start within {timeout}s:\n{server.log()}")
+
+
+@contextlib.contextmanager
+def running_beakerd(tmp: Path, extra_args: list[str] | None = None) -> Iterator[Server]:
+    """A beakerd on a free port with its own data folder and HOME under `tmp`."""
+    home = tmp / "home"
+    home.mkdir(parents=True, exist_ok=True)
+    data_dir = tmp / "data"
+    port = free_port()
+    log_path = tmp / "beakerd.log"
+    args = list(extra_args or [])
+    server = Server(port, data_dir, home, _spawn(port, data_dir, home, log_path, args), log_path, args)
+    try:
+        _wait_ready(server)
+        yield server
+    finally:
+        server.stop()
