@@ -21,6 +21,15 @@ class Settings(BaseSettings):
     port: int = Field(default=5000, ge=0, le=65535)
     data_dir: Path = Field(default_factory=default_data_dir)
     log_level: str = "info"
+    # The host:port clients should use for this registry (in image tags and token realms);
+    # defaults to the address the server listens on.
+    public_address: str | None = None
+    # Let requests without credentials pull every repository.
+    anonymous_pull: bool = False
+    # The account created on first start (default: the OS user); it is an admin.
+    bootstrap_account: str | None = None
+    # Lifetime of registry bearer tokens and of the push credentials minted for an image.
+    token_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
 
     @field_validator("log_level")
     @classmethod
@@ -33,3 +42,8 @@ class Settings(BaseSettings):
     @property
     def listen_address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def registry_address(self) -> str:
+        """host:port as clients address the registry, e.g. in `docker push HOST:PORT/repo`."""
+        return self.public_address or self.listen_address

@@ -9,12 +9,13 @@ error format, ``Warning`` headers).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -90,7 +91,7 @@ class RegistryClient:
         self.password = password
         self.responses: list[Response] = []
         self._session: aiohttp.ClientSession | None = None
-        self._basic: aiohttp.BasicAuth | None = None
+        self._basic: str | None = None  # an Authorization value, once a Basic challenge came
         self._tokens: dict[str, str] = {}  # scope -> bearer token
         self._last_token: str | None = None
 
@@ -178,7 +179,7 @@ class RegistryClient:
 
     def _authorization_for(self, url: str) -> str | None:
         if self._basic is not None:
-            return self._basic.encode()
+            return self._basic
         if not self._tokens and self._last_token is None:
             return None
         m = _REPO_IN_PATH.match(urlsplit(url).path)
@@ -194,17 +195,17 @@ class RegistryClient:
         if scheme == "basic":
             if self.username is None or self.password is None or self._basic is not None:
                 return False
-            self._basic = aiohttp.BasicAuth(self.username, self.password)
+            self._basic = basic_authorization(self.username, self.password)
             return True
         if scheme != "bearer" or "realm" not in params:
             return False
         query: dict[str, str] = {k: params[k] for k in ("service", "scope") if k in params}
-        auth = (
-            aiohttp.BasicAuth(self.username, self.password)
+        headers = (
+            {"Authorization": basic_authorization(self.username, self.password)}
             if self.username is not None and self.password is not None
-            else None
+            else {}
         )
-        async with self.session.get(params["realm"], params=query, auth=auth) as r:
+        async with self.session.get(params["realm"], params=query, headers=headers) as r:
             if r.status != 200:
                 return False
             doc = await r.json(content_type=None)
@@ -246,9 +247,12 @@ class RegistryClient:
         return resp
 
 
+def basic_authorization(username: str, password: str) -> str:
+    """An HTTP Basic `Authorization` header value."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
 def with_query(url: str, **params: str) -> str:
     """Append query parameters to a URL that may already have some (an upload Location may)."""
-    from urllib.parse import urlencode
-
     sep = "&" if urlsplit(url).query else "?"
     return url + sep + urlencode(params, safe=":")

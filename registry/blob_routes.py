@@ -23,7 +23,10 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     name = check_name(request.match_info["name"])
     digest = parse_digest(request.match_info["digest"])
     require(request, name, PULL)
-    size = await visible_blob_size(request, ctx, name, str(digest))
+    if request.method == "HEAD":
+        size = await visible_blob_size(request, ctx, name, str(digest))
+    else:
+        size = await ctx.repositories.linked_blob_size(name, str(digest))
     if size is None:
         raise _blob_unknown(str(digest))
     headers = {

@@ -10,7 +10,11 @@ from aiohttp import web
 
 
 class ErrorCode(Enum):
-    """Each code with the status the spec (or, where it is silent, distribution) gives it."""
+    """The spec's table of codes (and distribution's TAG_INVALID), each with its usual status.
+
+    Clients switch on these codes, so no others are sent: an out-of-order chunk is
+    BLOB_UPLOAD_INVALID with status 416, a full disk BLOB_UPLOAD_INVALID with 507.
+    """
 
     BLOB_UNKNOWN = (404, "blob unknown to registry")
     BLOB_UPLOAD_INVALID = (400, "blob upload invalid")
@@ -27,9 +31,6 @@ class ErrorCode(Enum):
     DENIED = (403, "requested access to the resource is denied")
     UNSUPPORTED = (405, "the operation is unsupported")
     TOOMANYREQUESTS = (429, "too many requests")
-    RANGE_INVALID = (416, "invalid content range")
-    PAGINATION_NUMBER_INVALID = (400, "invalid number of results requested")
-    STORAGE_FULL = (507, "insufficient storage")
 
     @property
     def status(self) -> int:

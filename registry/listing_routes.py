@@ -22,9 +22,10 @@ def _page_size(request: web.Request) -> int:
         return DEFAULT_PAGE
     if not raw.isdigit() or int(raw) > MAX_PAGE:
         raise RegistryError(
-            ErrorCode.PAGINATION_NUMBER_INVALID,
+            ErrorCode.UNSUPPORTED,
             f"n must be an integer from 0 to {MAX_PAGE}",
             detail={"n": raw[:32]},
+            status=400,
         )
     return int(raw)
 
@@ -42,9 +43,9 @@ async def list_tags(request: web.Request) -> web.Response:
     if tags is None:
         raise RegistryError(ErrorCode.NAME_UNKNOWN, detail={"name": name})
     headers = {}
-    if len(tags) > n:
-        tags = tags[:n]
-        headers["Link"] = _next_link(f"/v2/{name}/tags/list", n, tags[-1])
+    if len(tags) > n > 0:
+        headers["Link"] = _next_link(f"/v2/{name}/tags/list", n, tags[n - 1])
+    tags = tags[:n]
     return web.json_response({"name": name, "tags": tags}, headers=headers)
 
 

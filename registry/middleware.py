@@ -25,8 +25,9 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
     if exc.status == 413:
         return error_response(ErrorCode.SIZE_INVALID, "request body too large", status=413)
     if exc.status == 416:
-        return error_response(ErrorCode.RANGE_INVALID, exc.reason, status=416,
-                              headers=dict(exc.headers))
+        return error_response(
+            ErrorCode.BLOB_UPLOAD_INVALID, exc.reason, status=416, headers=dict(exc.headers)
+        )
     return error_response(ErrorCode.UNSUPPORTED, exc.reason, status=exc.status)
 
 
@@ -45,7 +46,9 @@ async def registry_errors(request: web.Request, handler: Handler) -> web.StreamR
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             log.warning("storage full while handling %s %s", request.method, request.path)
-            response = error_response(ErrorCode.STORAGE_FULL, "the registry's disk is full")
+            response = error_response(
+                ErrorCode.BLOB_UPLOAD_INVALID, "the registry's disk is full", status=507
+            )
         elif isinstance(e, ConnectionError):
             raise
         else:

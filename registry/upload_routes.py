@@ -106,8 +106,9 @@ def _chunk_start(request: web.Request, upload: Upload) -> int | None:
 
 def _range_invalid(request: web.Request, upload: Upload, message: str) -> RegistryError:
     return RegistryError(
-        ErrorCode.RANGE_INVALID,
+        ErrorCode.BLOB_UPLOAD_INVALID,
         message,
+        status=416,
         headers=_session_headers(request.match_info["name"], upload),
     )
 

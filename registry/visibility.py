@@ -1,8 +1,9 @@
 """Which blobs a caller sees in a repository.
 
-A blob is visible in R if it is linked to R, or if the caller may push to R and may read it in
-some other repository: docker then says "Layer already exists" across one's own repositories,
-and nobody learns of a blob they could not read.
+A blob is in R if it is linked to R. It is also *visible* in R (to HEAD, and to a manifest
+push, which then links it) if the caller may push to R and may read it in some other
+repository: docker then says "Layer already exists" across one's own repositories, and nobody
+learns of a blob they could not read. GET serves linked blobs only, as the spec asks.
 """
 
 from __future__ import annotations

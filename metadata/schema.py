@@ -1,0 +1,78 @@
+"""The metadata tables. Each string is one migration; append, never edit, once released.
+
+Times are UNIX seconds (REAL). Names are unique where Beaker makes them unique: accounts and
+organizations globally, workspaces per organization, images per author.
+"""
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE accounts (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        display_name TEXT NOT NULL,
+        admin INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL
+    );
+
+    -- Only the sha256 of a token's secret is kept: a stolen database does not give logins.
+    CREATE TABLE api_tokens (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        secret_sha256 TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL,
+        expires REAL,
+        revoked REAL
+    );
+    CREATE INDEX api_tokens_account ON api_tokens (account_id);
+
+    CREATE TABLE organizations (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        display_name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL
+    );
+
+    CREATE TABLE organization_members (
+        organization_id TEXT NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+        account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        role TEXT NOT NULL DEFAULT 'member',
+        PRIMARY KEY (organization_id, account_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX organization_members_account ON organization_members (account_id);
+
+    CREATE TABLE workspaces (
+        id TEXT PRIMARY KEY,
+        organization_id TEXT NOT NULL REFERENCES organizations (id),
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        author_id TEXT NOT NULL REFERENCES accounts (id),
+        public INTEGER NOT NULL DEFAULT 0,
+        archived INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        modified REAL NOT NULL,
+        UNIQUE (organization_id, name)
+    );
+
+    -- repository: the internal registry repository holding the image's content. digest and
+    -- size are set on commit; the garbage collector treats (repository, digest) as a root.
+    CREATE TABLE images (
+        id TEXT PRIMARY KEY,
+        name TEXT,
+        author_id TEXT NOT NULL REFERENCES accounts (id),
+        workspace_id TEXT NOT NULL REFERENCES workspaces (id),
+        description TEXT NOT NULL DEFAULT '',
+        narrative TEXT NOT NULL DEFAULT '',
+        original_tag TEXT NOT NULL DEFAULT '',
+        local_image_id TEXT,
+        repository TEXT NOT NULL UNIQUE,
+        created REAL NOT NULL,
+        committed REAL,
+        digest TEXT,
+        size INTEGER,
+        UNIQUE (author_id, name)
+    );
+    CREATE INDEX images_workspace ON images (workspace_id, created)
+    """,
+]
