@@ -7,9 +7,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from beakerd.settings import Settings
+from metadata.context import METADATA
+from metadata.routes import add_routes as add_metadata_routes
+from metadata.startup import open_metadata
+from registry.auth import AUTH_POLICY, AuthPolicy, registry_auth
 from registry.context import REGISTRY, RegistryContext
 from registry.middleware import registry_errors
 from registry.routes import add_routes as add_registry_routes
+from registry.tokens import TOKENS, TokenIssuer, load_or_create_key
 from storage.blobs import BlobStore
 from storage.database import Database
 from storage.generation import Generation
@@ -18,12 +23,20 @@ from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
 from storage.uploads import UploadSessions
 
 DATABASE = web.AppKey("database", Database)
+# The `service` of registry tokens: their audience, echoed by clients from our challenges.
+REGISTRY_SERVICE = "beakerd"
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[registry_errors], client_max_size=4 << 20)
+    app = web.Application(middlewares=[registry_errors, registry_auth], client_max_size=4 << 20)
     app[SETTINGS] = settings
+    app[AUTH_POLICY] = AuthPolicy(
+        service=REGISTRY_SERVICE,
+        anonymous_pull=settings.anonymous_pull,
+        token_ttl=settings.token_ttl_seconds,
+    )
     add_registry_routes(app)
+    add_metadata_routes(app)
     app.cleanup_ctx.append(_storage)
     return app
 
@@ -33,6 +46,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     root = settings.data_dir
     for folder in (root, root / "blobs", root / "uploads"):
         folder.mkdir(parents=True, exist_ok=True)
+    app[TOKENS] = TokenIssuer(load_or_create_key(root / "keys" / "registry.pem"), REGISTRY_SERVICE)
     db = Database(root / "beakerd.db")
     await db.open()
     await db.migrate("storage", STORAGE_MIGRATIONS)
@@ -45,6 +59,13 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         blobs=blobs,
         uploads=UploadSessions(db, root / "uploads", blobs, repositories),
         generation=generation,
+    )
+    app[METADATA] = await open_metadata(
+        db,
+        app[REGISTRY],
+        registry_address=settings.registry_address,
+        bootstrap_account=settings.bootstrap_account,
+        token_ttl_seconds=settings.token_ttl_seconds,
     )
     yield
     generation.close()

@@ -4,7 +4,8 @@
     python -m bench.registry_bench --quick    # 256 MiB blob, 2 runs each, wrk 5 s
     python -m bench.registry_bench --only reference   # one server (no results.md unless --output)
 
-For each server, one at a time on loopback (so they never compete for the 2 CPUs): blob push
+Both servers run side by side on loopback; each measurement alternates between them run by run
+(only one is ever under load), so noise from a shared machine falls on both alike. Blob push
 throughput (monolithic POST+PUT, and 16 MiB PATCH chunks + PUT), blob pull throughput, manifest
 GET requests/s under `wrk -t2 -c32`, and the server's peak RSS during the pushes. Throughput and
 requests/s keep the best of the runs (interference only ever slows a run down); RSS keeps the
@@ -17,6 +18,7 @@ from a saved hash of the rest), so no server can answer "already have it".
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import json
@@ -84,21 +86,21 @@ class BlobFile:
         self.file.close()
 
 
+def settle() -> None:
+    """Write back earlier runs' dirty pages now, so that no run pays for the one before it."""
+    os.sync()
+
+
 def mb_per_s(size: int, seconds: float) -> float:
     return size / seconds / 1e6
 
 
-def timed(action: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
-
-
 class ServerBench:
-    """All measurements against one running registry."""
+    """One running registry: single timed runs of each measurement, and the best so far."""
 
     def __init__(self, server: RegistryProcess, blob: BlobFile, args: argparse.Namespace) -> None:
         self.server = server
+        self.name = server.name
         self.blob = blob
         self.args = args
         self.client = RegistryClient(server.url, server.username, server.password)
@@ -106,84 +108,75 @@ class ServerBench:
         self.last_digest: str | None = None
         self.peak_rss_kib = 0
         self._variant = 0
+        self._manifest: bytes | None = None
 
-    def record(self, key: str, measure: Callable[[], float]) -> None:
+    def run_once(self, key: str, run: int) -> None:
+        """One timed run of measurement `key`; keeps the best value, or the first error."""
+        if isinstance(self.results.get(key), str):
+            return  # failed before: later runs would only repeat the error
         try:
-            self.results[key] = measure()
+            value, note = MEASUREMENTS[key](self)
         except Exception as error:  # one broken measurement must not hide the others
             self.results[key] = f"{type(error).__name__}: {error}"
-            log(f"  {key}: FAILED: {self.results[key]}")
+            log(f"  {self.name:9} {key} run {run}: FAILED: {self.results[key]}")
             self.client.close()  # the connection may be mid-response
             if self.server.proc.poll() is not None:
-                log(f"  {self.server.name} died:\n{self.server.log_tail()}")
+                log(f"  {self.name} died:\n{self.server.log_tail()}")
+            return
+        previous = self.results.get(key)
+        self.results[key] = max(value, previous) if isinstance(previous, float) else value
+        log(f"  {self.name:9} {key} run {run}: {note}")
 
-    def run(self) -> Measurements:
-        name = self.server.name
-        runs = self.args.runs
-        log(f"\n== {name} at {self.server.url} (pid {self.server.pid}) ==")
-        self.record("push_monolithic", lambda: self._push(runs, chunked=False))
-        self.record("push_chunked", lambda: self._push(runs, chunked=True))
+    def finish(self) -> Measurements:
         if self.peak_rss_kib:
             self.results["push_peak_rss"] = self.peak_rss_kib / 1024
             hwm = tree_hwm_kib(self.server.pid) / 1024
-            log(f"  peak RSS during pushes: {self.peak_rss_kib / 1024:.1f} MiB (VmHWM {hwm:.1f})")
-        self.record("pull", lambda: self._pull(runs))
-        self.record("manifest_get", lambda: self._manifest_get(runs))
+            log(f"  {self.name:9} peak RSS during pushes {self.peak_rss_kib / 1024:.1f} MiB "
+                f"(VmHWM since start {hwm:.1f} MiB)")  # fmt: skip
         self.client.close()
         return self.results
 
-    def _push(self, runs: int, chunked: bool) -> float:
-        kind = "chunked" if chunked else "monolithic"
-        best = 0.0
-        for i in range(runs):
-            self._variant += 1
-            digest = self.blob.variant(self._variant)
-            self.client.ensure_login(REPO)  # a fresh token, so no 401 lands mid-body
-            with RssSampler(self.server.pid) as sampler:
-                start = time.perf_counter()
-                if chunked:
-                    self.client.push_blob_chunked(REPO, self.blob.whole(), digest, CHUNK_SIZE)
-                else:
-                    self.client.push_blob_monolithic(REPO, self.blob.whole(), digest)
-                seconds = time.perf_counter() - start
-            self.last_digest = digest
-            self.peak_rss_kib = max(self.peak_rss_kib, sampler.peak_kib)
-            rate = mb_per_s(self.blob.size, seconds)
-            best = max(best, rate)
-            log(
-                f"  push {kind} run {i + 1}: {rate:,.0f} MB/s ({seconds:.2f} s, "
-                f"peak RSS {sampler.peak_kib / 1024:.0f} MiB)"
-            )
-        return best
+    def push(self, chunked: bool) -> tuple[float, str]:
+        self._variant += 1
+        digest = self.blob.variant(self._variant)
+        self.client.ensure_login(REPO)  # a fresh token, so no 401 lands mid-body
+        settle()
+        with RssSampler(self.server.pid) as sampler:
+            start = time.perf_counter()
+            if chunked:
+                self.client.push_blob_chunked(REPO, self.blob.whole(), digest, CHUNK_SIZE)
+            else:
+                self.client.push_blob_monolithic(REPO, self.blob.whole(), digest)
+            seconds = time.perf_counter() - start
+        self.last_digest = digest
+        self.peak_rss_kib = max(self.peak_rss_kib, sampler.peak_kib)
+        rate = mb_per_s(self.blob.size, seconds)
+        return rate, (
+            f"{rate:,.0f} MB/s ({seconds:.2f} s, peak RSS {sampler.peak_kib / 1024:.0f} MiB)"
+        )
 
-    def _ensure_blob(self) -> str:
-        """The digest of a blob of the full size in REPO (pushed here if no push run succeeded)."""
-        if self.last_digest is None:
+    def push_monolithic(self) -> tuple[float, str]:
+        return self.push(chunked=False)
+
+    def push_chunked(self) -> tuple[float, str]:
+        return self.push(chunked=True)
+
+    def pull(self) -> tuple[float, str]:
+        if self.last_digest is None:  # no push run succeeded: push one, untimed
             self._variant += 1
             digest = self.blob.variant(self._variant)
             self.client.ensure_login(REPO)
             self.client.push_blob_monolithic(REPO, self.blob.whole(), digest)
             self.last_digest = digest
-        return self.last_digest
-
-    def _pull(self, runs: int) -> float:
-        digest = self._ensure_blob()
-        best = 0.0
-        for i in range(runs):
-            self.client.ensure_login(REPO)
-            size = 0
-
-            def pull() -> None:
-                nonlocal size
-                size = self.client.pull_blob(REPO, digest)
-
-            seconds = timed(pull)
-            if size != self.blob.size:
-                raise RegistryError(f"pulled {size} bytes, expected {self.blob.size}")
-            rate = mb_per_s(size, seconds)
-            best = max(best, rate)
-            log(f"  pull run {i + 1}: {rate:,.0f} MB/s ({seconds:.2f} s)")
-        return best
+        self.client.ensure_login(REPO)
+        settle()
+        start = time.perf_counter()
+        size = self.client.pull_blob(REPO, self.last_digest)
+        seconds = time.perf_counter() - start
+        if size != self.blob.size:
+            raise RegistryError(f"pulled {size} bytes, expected {self.blob.size}")
+        rate = mb_per_s(size, seconds)
+        return rate, f"{rate:,.0f} MB/s ({seconds:.2f} s)"
 
     def _push_small_image(self) -> bytes:
         """A config blob, one small layer and an OCI image manifest tagged `latest`."""
@@ -209,24 +202,30 @@ class ServerBench:
             }
         ).encode()
         self.client.put_manifest(REPO, "latest", manifest, OCI_MANIFEST)
-        return manifest
-
-    def _manifest_get(self, runs: int) -> float:
-        manifest = self._push_small_image()
         if self.client.get_manifest(REPO, "latest", OCI_MANIFEST) != manifest:
             raise RegistryError("GET manifests/latest did not return the pushed manifest")
-        best = 0.0
-        for i in range(runs):
-            # A fresh token per run: beakerd's tokens are short-lived and wrk cannot renew them.
-            self.client.ensure_login(REPO)
-            rate = run_wrk(
-                f"{self.server.url}/v2/{REPO}/manifests/latest",
-                {"Accept": OCI_MANIFEST, **auth_header(self.client)},
-                self.args.wrk_duration,
-            )
-            best = max(best, rate)
-            log(f"  manifest GET run {i + 1}: {rate:,.0f} req/s")
-        return best
+        return manifest
+
+    def manifest_get(self) -> tuple[float, str]:
+        if self._manifest is None:
+            self._manifest = self._push_small_image()
+        # A fresh token per run: beakerd's tokens are short-lived and wrk cannot renew them.
+        self.client.ensure_login(REPO)
+        rate = run_wrk(
+            f"{self.server.url}/v2/{REPO}/manifests/latest",
+            {"Accept": OCI_MANIFEST, **auth_header(self.client)},
+            self.args.wrk_duration,
+        )
+        return rate, f"{rate:,.0f} req/s"
+
+
+# Measurement key → one timed run: (value, line to print).
+MEASUREMENTS: dict[str, Callable[[ServerBench], tuple[float, str]]] = {
+    "push_monolithic": ServerBench.push_monolithic,
+    "push_chunked": ServerBench.push_chunked,
+    "pull": ServerBench.pull,
+    "manifest_get": ServerBench.manifest_get,
+}
 
 
 def auth_header(client: RegistryClient) -> dict[str, str]:
@@ -253,27 +252,23 @@ def run_wrk(url: str, headers: dict[str, str], duration: int) -> float:
     return float(rate.group(1))
 
 
-def measure(
-    name: str, start: Callable[[Path], RegistryProcess], workdir: Path, blob: BlobFile,
-    args: argparse.Namespace,
-) -> Measurements:  # fmt: skip
-    try:
-        server = start(workdir)
-    except Exception as error:
-        log(f"\n== {name}: could not start: {error}")
-        return {"push_monolithic": f"could not start: {error}"}
-    try:
-        if name == "beakerd" and server.password is None:
-            log("  (no $HOME/.beaker/config.yml written: running without credentials)")
-        return ServerBench(server, blob, args).run()
-    finally:
-        server.stop()
-        log(f"  stopped {name} (pid {server.pid})")
-        if not args.keep_tmp:
-            shutil.rmtree(workdir, ignore_errors=True)  # frees the pushed gigabytes early
+def run_benchmarks(benches: list[ServerBench], runs: int) -> None:
+    """Each measurement, run by run, alternating servers, so noise on a shared machine (other
+    processes, disk writeback) falls on both alike rather than on whichever ran second."""
+    for key in MEASUREMENTS:
+        log(f"\n-- {key}")
+        for run in range(1, runs + 1):
+            order = benches if run % 2 else list(reversed(benches))
+            for bench in order:
+                bench.run_once(key, run)
 
 
-def header(args: argparse.Namespace, blob_size: int) -> str:
+def stop_server(server: RegistryProcess) -> None:
+    server.stop()
+    log(f"stopped {server.name} (pid {server.pid})")
+
+
+def header(args: argparse.Namespace, blob_size: int, load: float) -> str:
     registry_version = subprocess.run(
         ["docker-registry", "--version"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -287,9 +282,11 @@ def header(args: argparse.Namespace, blob_size: int) -> str:
             f" reference: {registry_version or 'docker-registry'} (filesystem storage).",
             f"Blob {blob_size // MIB} MiB of random data; {args.runs} runs per measurement, "
             f"best run kept for MB/s and req/s (MB = 10^6 bytes), highest sample kept for RSS "
-            f"(VmRSS of the server's process tree every 50 ms over all push runs). "
-            f"Manifest GET: `wrk -t2 -c32 -d{args.wrk_duration}s`. Servers run one at a time on "
-            f"loopback; the client uploads with sendfile and reads with 4 MiB readinto.",
+            f"(VmRSS of the server's process tree every 50 ms over all push runs); `sync` before "
+            f"each timed push or pull. "
+            f"Manifest GET: `wrk -t2 -c32 -d{args.wrk_duration}s`. Both servers run side by side "
+            f"on loopback, runs alternate between them; the client uploads with sendfile and "
+            f"reads with 4 MiB readinto. 1-minute load average at start: {load:.2f}.",
             "",
         ]
     )
@@ -330,28 +327,44 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="registry-bench-"))
     results: dict[str, Measurements] = {}
+    starters: dict[str, Callable[[Path], RegistryProcess]] = {
+        "reference": start_reference,
+        "beakerd": start_beakerd,
+    }
+    load = os.getloadavg()[0]
     try:
-        size = args.blob_mib * MIB
-        log(f"generating a {args.blob_mib} MiB random blob in {tmp}")
-        blob = BlobFile(tmp / "blob.bin", size)
-        try:
-            servers: list[tuple[str, Callable[[Path], RegistryProcess]]] = [
-                ("reference", start_reference),
-                ("beakerd", start_beakerd),
-            ]
-            for name, start in servers:
-                if args.only in (None, name):
-                    results[name] = measure(name, start, tmp / name, blob, args)
-        finally:
-            blob.close()
+        with contextlib.ExitStack() as stack:
+            if not args.keep_tmp:
+                stack.callback(shutil.rmtree, tmp, True)  # runs last: after the servers stop
+            size = args.blob_mib * MIB
+            log(f"generating a {args.blob_mib} MiB random blob in {tmp}")
+            blob = BlobFile(tmp / "blob.bin", size)
+            stack.callback(blob.close)
+            benches: list[ServerBench] = []
+            for name, start in starters.items():
+                if args.only not in (None, name):
+                    continue
+                try:
+                    server = start(tmp / name)
+                except Exception as error:
+                    log(f"{name}: could not start: {error}")
+                    results[name] = {"push_monolithic": f"could not start: {error}"}
+                    continue
+                stack.callback(stop_server, server)  # by PID, on any exit
+                log(f"{name}: {server.url}, pid {server.pid}")
+                if name == "beakerd" and server.password is None:
+                    log("  (no $HOME/.beaker/config.yml written: running without credentials)")
+                benches.append(ServerBench(server, blob, args))
+            run_benchmarks(benches, args.runs)
+            log("")
+            for bench in benches:
+                results[bench.name] = bench.finish()
     finally:
         if args.keep_tmp:
             log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
     table = markdown_table(results.get("beakerd"), results.get("reference"))
     errors = errors_section(results)
-    document = header(args, args.blob_mib * MIB) + table + "\n"
+    document = header(args, args.blob_mib * MIB, load) + table + "\n"
     if errors:
         document += "\nErrors:\n" + errors + "\n"
     log("\n" + document)

@@ -85,6 +85,14 @@ def _wait_ready(server: RegistryProcess, timeout: float = 60.0) -> None:
     raise RuntimeError(f"{server.name} did not start within {timeout:.0f}s:\n{server.log_tail()}")
 
 
+def _v2_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url + "/v2/", timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
 def start_reference(workdir: Path) -> RegistryProcess:
     """`docker-registry serve config.yml` with filesystem storage under `workdir`.
 
@@ -143,6 +151,10 @@ def start_beakerd(workdir: Path) -> RegistryProcess:
     server = RegistryProcess("beakerd", port, proc, log_path)
     _wait_ready(server)
     config = home / ".beaker" / "config.yml"
+    # The config is written at bootstrap; give a server that wants a login a moment to write it.
+    deadline = time.monotonic() + 5
+    while not config.exists() and _v2_status(server.url) == 401 and time.monotonic() < deadline:
+        time.sleep(0.1)
     if config.exists():
         token = (yaml.safe_load(config.read_text()) or {}).get("user_token")
         if token:

@@ -56,7 +56,7 @@ MIGRATIONS: list[str] = [
     );
 
     -- repository: the internal registry repository holding the image's content. digest and
-    -- size are set on commit; the garbage collector treats (repository, digest) as a root.
+    -- size are set on commit, and the garbage collector treats (repository, digest) as a root.
     CREATE TABLE images (
         id TEXT PRIMARY KEY,
         name TEXT,

@@ -1,8 +1,9 @@
 """Who may do what on which repository, as the handlers ask it.
 
-The auth layer puts an `Access` on each request; without one (auth off) everything is allowed.
-Handlers call `require()` before touching a repository; a refusal for a repository the caller
-cannot read answers as if it did not exist, so existence never leaks.
+The auth middleware puts an `Access` on each request; without one (auth off, as in the
+registry's own unit tests) everything is allowed. Handlers call `require()` before touching a
+repository. Decisions depend on names and accounts only, never on whether a repository exists,
+so a refusal tells nothing about existence.
 """
 
 from __future__ import annotations
@@ -19,18 +20,34 @@ DELETE = "delete"
 
 
 class Access(Protocol):
-    def allows(self, repository: str, action: str) -> bool: ...
+    async def allows(self, repository: str, action: str) -> bool:
+        """Whether this request's credentials grant `action` on `repository`."""
+        ...
 
-    def refusal(self, repository: str, actions: tuple[str, ...]) -> RegistryError:
-        """The error for a request that lacks `actions` on `repository` (401 or 403)."""
+    async def may_read(self, repository: str) -> bool:
+        """Whether the caller's account may pull `repository`, token scope aside."""
+        ...
+
+    async def allows_catalog(self) -> bool:
+        """Whether this request's credentials may list the catalog (`registry:catalog:*`)."""
+        ...
+
+    async def refusal(self, repository: str | None, actions: tuple[str, ...]) -> RegistryError:
+        """The error for a request lacking `actions` on `repository` (None: the catalog)."""
         ...
 
 
 class Unrestricted:
-    def allows(self, repository: str, action: str) -> bool:
+    async def allows(self, repository: str, action: str) -> bool:
         return True
 
-    def refusal(self, repository: str, actions: tuple[str, ...]) -> RegistryError:
+    async def may_read(self, repository: str) -> bool:
+        return True
+
+    async def allows_catalog(self) -> bool:
+        return True
+
+    async def refusal(self, repository: str | None, actions: tuple[str, ...]) -> RegistryError:
         return RegistryError(ErrorCode.DENIED)
 
 
@@ -43,7 +60,15 @@ def access_of(request: web.Request) -> Access:
     return access or _UNRESTRICTED
 
 
-def require(request: web.Request, repository: str, *actions: str) -> None:
+async def require(request: web.Request, repository: str, *actions: str) -> None:
     access = access_of(request)
-    if not all(access.allows(repository, action) for action in actions):
-        raise access.refusal(repository, actions)
+    for action in actions:
+        if not await access.allows(repository, action):
+            raise await access.refusal(repository, actions)
+
+
+async def require_catalog(request: web.Request) -> Access:
+    access = access_of(request)
+    if not await access.allows_catalog():
+        raise await access.refusal(None, ("*",))
+    return access

@@ -22,7 +22,7 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     ctx = request.app[REGISTRY]
     name = check_name(request.match_info["name"])
     digest = parse_digest(request.match_info["digest"])
-    require(request, name, PULL)
+    await require(request, name, PULL)
     if request.method == "HEAD":
         size = await visible_blob_size(request, ctx, name, str(digest))
     else:
@@ -49,7 +49,7 @@ async def delete_blob(request: web.Request) -> web.Response:
     ctx = request.app[REGISTRY]
     name = check_name(request.match_info["name"])
     digest = parse_digest(request.match_info["digest"])
-    require(request, name, DELETE)
+    await require(request, name, DELETE)
     await ctx.ensure_writable(name)
     if not await ctx.repositories.unlink_blob(name, str(digest)):
         raise _blob_unknown(str(digest))

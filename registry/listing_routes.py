@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from registry.access import PULL, access_of, require
+from registry.access import PULL, require, require_catalog
 from registry.context import REGISTRY
 from registry.errors import ErrorCode, RegistryError
 from registry.names import check_name
@@ -37,7 +37,7 @@ def _next_link(path: str, n: int, last: str) -> str:
 async def list_tags(request: web.Request) -> web.Response:
     ctx = request.app[REGISTRY]
     name = check_name(request.match_info["name"])
-    require(request, name, PULL)
+    await require(request, name, PULL)
     n = _page_size(request)
     tags = await ctx.repositories.list_tags(name, n + 1, request.query.get("last"))
     if tags is None:
@@ -51,7 +51,7 @@ async def list_tags(request: web.Request) -> web.Response:
 
 async def catalog(request: web.Request) -> web.Response:
     ctx = request.app[REGISTRY]
-    access = access_of(request)
+    access = await require_catalog(request)
     n = _page_size(request)
     last = request.query.get("last")
     names: list[str] = []
@@ -60,7 +60,7 @@ async def catalog(request: web.Request) -> web.Response:
     while not more:
         batch = await ctx.repositories.list_repositories(max(n, 100) + 1, last)
         for repo in batch:
-            if access.allows(repo, PULL):
+            if await access.may_read(repo):
                 if len(names) == n:
                     more = True
                     break

@@ -42,7 +42,7 @@ async def get_manifest(request: web.Request) -> web.Response:
     ctx = request.app[REGISTRY]
     name = check_name(request.match_info["name"])
     reference = request.match_info["reference"]
-    require(request, name, PULL)
+    await require(request, name, PULL)
     record = await _lookup(ctx, name, reference)
     if record is None:
         raise _manifest_unknown(reference)
@@ -65,7 +65,7 @@ async def put_manifest(request: web.Request) -> web.Response:
     ctx = request.app[REGISTRY]
     name = check_name(request.match_info["name"])
     reference = request.match_info["reference"]
-    require(request, name, PUSH)
+    await require(request, name, PUSH)
     await ctx.ensure_writable(name)
     if is_digest_like(reference):
         expected: Digest | None = parse_digest(reference)
@@ -128,7 +128,7 @@ async def delete_manifest(request: web.Request) -> web.Response:
     ctx = request.app[REGISTRY]
     name = check_name(request.match_info["name"])
     reference = request.match_info["reference"]
-    require(request, name, DELETE)
+    await require(request, name, DELETE)
     await ctx.ensure_writable(name)
     if is_digest_like(reference):
         deleted = await ctx.repositories.delete_manifest(name, str(parse_digest(reference)))
@@ -144,7 +144,7 @@ async def get_referrers(request: web.Request) -> web.Response:
     ctx = request.app[REGISTRY]
     name = check_name(request.match_info["name"])
     digest = parse_digest(request.match_info["digest"])
-    require(request, name, PULL)
+    await require(request, name, PULL)
     wanted = request.query.get("artifactType")
     descriptors = []
     for record in await ctx.repositories.referrers(name, str(digest)):

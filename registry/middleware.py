@@ -54,5 +54,9 @@ async def registry_errors(request: web.Request, handler: Handler) -> web.StreamR
         else:
             log.exception("storage error on %s %s", request.method, request.path)
             response = error_response(ErrorCode.UNSUPPORTED, "storage error", status=500)
+    except Exception:
+        # A bug: the client still gets the spec's JSON, and the log gets the traceback.
+        log.exception("internal error on %s %s", request.method, request.path)
+        response = error_response(ErrorCode.UNSUPPORTED, "internal server error", status=500)
     response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
     return response

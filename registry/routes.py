@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from registry import blob_routes, listing_routes, manifest_routes, upload_routes
+from registry import auth, blob_routes, listing_routes, manifest_routes, upload_routes
 
 _NAME = "{name:.+}"
 
@@ -17,6 +17,8 @@ def add_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/v2/", api_version, allow_head=True)
     r.add_get("/v2/_catalog", listing_routes.catalog, allow_head=False)
+    r.add_get(auth.TOKEN_PATH, auth.token_endpoint, allow_head=False)
+    r.add_post(auth.TOKEN_PATH, auth.token_endpoint)
 
     uploads = f"/v2/{_NAME}/blobs/uploads/"
     r.add_post(uploads, upload_routes.start_upload)

@@ -6,7 +6,7 @@ import re
 
 from aiohttp import web
 
-from registry.access import PULL, PUSH, access_of, require
+from registry.access import PUSH, access_of, require
 from registry.bodies import batches, declared_length, has_body
 from registry.context import REGISTRY, RegistryContext
 from registry.errors import ErrorCode, RegistryError
@@ -42,7 +42,7 @@ def _digest_invalid(error: DigestMismatch) -> RegistryError:
 async def start_upload(request: web.Request) -> web.Response:
     ctx = request.app[REGISTRY]
     name = check_name(request.match_info["name"])
-    require(request, name, PUSH)
+    await require(request, name, PUSH)
     await ctx.ensure_writable(name)
     query = request.query
     if "mount" in query:
@@ -69,7 +69,7 @@ async def _try_mount(
     source = request.query.get("from")
     if source:
         check_name(source)
-        allowed = access_of(request).allows(source, PULL) and (
+        allowed = await access_of(request).may_read(source) and (
             await ctx.repositories.linked_blob_size(source, str(digest)) is not None
         )
     else:
@@ -116,7 +116,7 @@ def _range_invalid(request: web.Request, upload: Upload, message: str) -> Regist
 async def patch_upload(request: web.Request) -> web.Response:
     ctx = request.app[REGISTRY]
     name = check_name(request.match_info["name"])
-    require(request, name, PUSH)
+    await require(request, name, PUSH)
     upload = await _session(request, ctx, name)
     await ctx.ensure_writable(name)
     start = _chunk_start(request, upload)
@@ -132,7 +132,7 @@ async def patch_upload(request: web.Request) -> web.Response:
 async def finish_upload(request: web.Request) -> web.Response:
     ctx = request.app[REGISTRY]
     name = check_name(request.match_info["name"])
-    require(request, name, PUSH)
+    await require(request, name, PUSH)
     upload = await _session(request, ctx, name)
     await ctx.ensure_writable(name)
     if "digest" not in request.query:
@@ -156,7 +156,7 @@ async def finish_upload(request: web.Request) -> web.Response:
 async def upload_status(request: web.Request) -> web.Response:
     ctx = request.app[REGISTRY]
     name = check_name(request.match_info["name"])
-    require(request, name, PUSH)
+    await require(request, name, PUSH)
     upload = await _session(request, ctx, name)
     return web.Response(status=204, headers=_session_headers(name, upload))
 
@@ -164,7 +164,7 @@ async def upload_status(request: web.Request) -> web.Response:
 async def cancel_upload(request: web.Request) -> web.Response:
     ctx = request.app[REGISTRY]
     name = check_name(request.match_info["name"])
-    require(request, name, PUSH)
+    await require(request, name, PUSH)
     upload = await _session(request, ctx, name)
     await ctx.uploads.cancel(upload)
     return web.Response(status=204)

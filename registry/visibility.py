@@ -12,14 +12,16 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
-from registry.access import PULL, PUSH, access_of
+from registry.access import PUSH, access_of
 from registry.context import RegistryContext
 
 
 async def readable_elsewhere(request: web.Request, ctx: RegistryContext, digest: str) -> bool:
     access = access_of(request)
-    holders = await ctx.repositories.repositories_with_blob(digest)
-    return any(access.allows(name, PULL) for name in holders)
+    for name in await ctx.repositories.repositories_with_blob(digest):
+        if await access.may_read(name):
+            return True
+    return False
 
 
 async def visible_blob_size(
@@ -28,7 +30,7 @@ async def visible_blob_size(
     size = await ctx.repositories.linked_blob_size(repository, digest)
     if size is not None:
         return size
-    if not access_of(request).allows(repository, PUSH):
+    if not await access_of(request).allows(repository, PUSH):
         return None
     if await readable_elsewhere(request, ctx, digest):
         return await ctx.repositories.blob_size(digest)

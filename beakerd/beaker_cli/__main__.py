@@ -1,0 +1,5 @@
+import sys
+
+from beakerd.beaker_cli import main
+
+sys.exit(main())

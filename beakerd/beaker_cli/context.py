@@ -1,0 +1,33 @@
+"""What a command needs, made on first use: the configuration, the API client, the Docker engine.
+
+Lazy so that `beaker config set` works without an address, and `beaker image inspect` without a
+Docker engine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cached_property
+
+from beakerd.beaker_cli import config as config_module
+from beakerd.beaker_cli.api import BeakerApi
+from beakerd.beaker_cli.config import Config
+from beakerd.beaker_cli.docker_engine import DockerEngine
+
+
+class Context:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ: Mapping[str, str] = os.environ if environ is None else environ
+
+    @cached_property
+    def config(self) -> Config:
+        return config_module.load(self.environ)
+
+    @cached_property
+    def api(self) -> BeakerApi:
+        return BeakerApi(self.config.api_base, self.config.token)
+
+    @cached_property
+    def engine(self) -> DockerEngine:
+        return DockerEngine.connect()

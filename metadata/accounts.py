@@ -1,0 +1,167 @@
+"""Accounts and their API tokens, as the server and the admin CLI manage them.
+
+A token is `bk_` + 40 random characters; only its sha256 is stored, so the secret is shown
+once, when it is made. Creating an account also gives it a personal organization of the same
+name (when that name is free) with a `default` workspace, which is what Beaker clients expect
+to find on first use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+
+import aiosqlite
+
+from metadata.errors import Conflict, Invalid, NotFound
+from metadata.ids import is_valid_name, new_id, now
+from metadata.records import Account, TokenInfo
+from storage.database import Database
+
+TOKEN_PREFIX = "bk_"
+DEFAULT_WORKSPACE = "default"
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _new_secret() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(30)
+
+
+async def create_account(
+    db: Database, name: str, admin: bool = False, display_name: str | None = None
+) -> tuple[Account, str]:
+    """A new account, its first API token, and its personal org and default workspace."""
+    if not is_valid_name(name):
+        raise Invalid(f"invalid account name {name!r}: use letters, digits, '.', '_' and '-'")
+    account = Account(new_id("us"), name, display_name or name, admin, now())
+    secret = _new_secret()
+    try:
+        async with db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO accounts (id, name, display_name, admin, created)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (account.id, account.name, account.display_name, int(admin), account.created),
+            )
+            await _insert_token(conn, account.id, secret, "initial token")
+            await _create_personal_org(conn, account)
+    except sqlite3.IntegrityError:
+        raise Conflict(f"account name {name!r} is already in use") from None
+    return account, secret
+
+
+async def _create_personal_org(conn: aiosqlite.Connection, account: Account) -> None:
+    taken = await conn.execute_fetchall(
+        "SELECT 1 FROM organizations WHERE name = ?", (account.name,)
+    )
+    if list(taken):
+        return
+    org_id, created = new_id("or"), now()
+    await conn.execute(
+        "INSERT INTO organizations (id, name, display_name, description, created)"
+        " VALUES (?, ?, ?, '', ?)",
+        (org_id, account.name, account.display_name, created),
+    )
+    await conn.execute(
+        "INSERT INTO organization_members (organization_id, account_id, role)"
+        " VALUES (?, ?, 'admin')",
+        (org_id, account.id),
+    )
+    await conn.execute(
+        "INSERT INTO workspaces (id, organization_id, name, description, author_id, public,"
+        " archived, created, modified) VALUES (?, ?, ?, '', ?, 0, 0, ?, ?)",
+        (new_id("ws"), org_id, DEFAULT_WORKSPACE, account.id, created, created),
+    )
+
+
+async def _insert_token(
+    conn: aiosqlite.Connection,
+    account_id: str,
+    secret: str,
+    description: str,
+    expires: float | None = None,
+) -> str:
+    token_id = new_id("tk")
+    await conn.execute(
+        "INSERT INTO api_tokens (id, account_id, secret_sha256, description, created, expires)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (token_id, account_id, hash_secret(secret), description, now(), expires),
+    )
+    return token_id
+
+
+async def create_token(
+    db: Database, account_name: str, description: str = "", expires: float | None = None
+) -> str:
+    """A new API token for an existing account; returns the secret (shown only now)."""
+    account = await get_account(db, account_name)
+    secret = _new_secret()
+    async with db.transaction() as conn:
+        await _insert_token(conn, account.id, secret, description, expires)
+    return secret
+
+
+async def list_tokens(db: Database, account_name: str | None = None) -> list[TokenInfo]:
+    """Tokens (never their secrets), of one account or of all, oldest first."""
+    sql = (
+        "SELECT t.id, a.name, t.description, t.created, t.expires, t.revoked"
+        " FROM api_tokens t JOIN accounts a ON a.id = t.account_id"
+    )
+    params: tuple[str, ...] = ()
+    if account_name is not None:
+        await get_account(db, account_name)
+        sql += " WHERE a.name = ?"
+        params = (account_name,)
+    rows = await db.fetchall(sql + " ORDER BY t.created, t.id", params)
+    return [TokenInfo(r[0], r[1], r[2], float(r[3]), r[4], r[5]) for r in rows]
+
+
+async def revoke_token(db: Database, token_id: str) -> bool:
+    """Revoke a token by ID; False when there is no such (unrevoked) token."""
+    changed = await db.execute(
+        "UPDATE api_tokens SET revoked = ? WHERE id = ? AND revoked IS NULL", (now(), token_id)
+    )
+    return changed > 0
+
+
+async def account_for_token(db: Database, secret: str) -> Account | None:
+    """The account a valid (unrevoked, unexpired) API token belongs to."""
+    if not secret.startswith(TOKEN_PREFIX):
+        return None
+    row = await db.fetchone(
+        "SELECT a.id, a.name, a.display_name, a.admin, a.created FROM api_tokens t"
+        " JOIN accounts a ON a.id = t.account_id WHERE t.secret_sha256 = ?"
+        " AND t.revoked IS NULL AND (t.expires IS NULL OR t.expires > ?)",
+        (hash_secret(secret), now()),
+    )
+    return Account.from_row(row) if row else None
+
+
+async def find_account(db: Database, ref: str) -> Account | None:
+    """An account by name or ID."""
+    row = await db.fetchone(
+        "SELECT id, name, display_name, admin, created FROM accounts WHERE name = ? OR id = ?"
+        " ORDER BY name = ? DESC LIMIT 1",
+        (ref, ref, ref),
+    )
+    return Account.from_row(row) if row else None
+
+
+async def get_account(db: Database, ref: str) -> Account:
+    account = await find_account(db, ref)
+    if account is None:
+        raise NotFound(f"account {ref!r} not found")
+    return account
+
+
+async def count_accounts(db: Database) -> int:
+    row = await db.fetchone("SELECT count(*) FROM accounts")
+    return int(row[0]) if row else 0
+
+
+async def set_admin(db: Database, account_name: str, admin: bool) -> None:
+    account = await get_account(db, account_name)
+    await db.execute("UPDATE accounts SET admin = ? WHERE id = ?", (int(admin), account.id))

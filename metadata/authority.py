@@ -1,0 +1,73 @@
+"""The registry's view of Beaker accounts: who is calling /v2, and what they may do where.
+
+Rights on a repository, for an account with its own API token (minted image credentials carry
+their grants and are judged by the registry itself, without asking here):
+- admins: everything;
+- the repository of a Beaker image: pull for those who may read the image (its author,
+  admins, members of its workspace's organization, anyone for a public workspace); push and
+  delete never (images are pushed only with the credentials minted for them);
+- the account's own namespace, `<account>` and `<account>/...`: pull, push and delete;
+- anything else, and anonymous callers: nothing (the registry adds anonymous pulls itself
+  when the server allows them).
+"""
+
+from __future__ import annotations
+
+from metadata.accounts import TOKEN_PREFIX, find_account, hash_secret
+from metadata.images import image_for_repository
+from metadata.permissions import can_read_image
+from metadata.records import Account
+from registry.access import DELETE, PULL, PUSH
+from registry.auth import Principal
+from storage.database import Database
+
+ALL_ACTIONS = frozenset({PULL, PUSH, DELETE})
+NO_ACTIONS: frozenset[str] = frozenset()
+
+
+class BeakerAuthority:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def authenticate(self, username: str, secret: str) -> Principal | None:
+        """The account `username` when `secret` is one of its live API tokens."""
+        if not secret.startswith(TOKEN_PREFIX):
+            return None
+        row = await self.db.fetchone(
+            "SELECT t.id, a.admin FROM api_tokens t JOIN accounts a ON a.id = t.account_id"
+            " WHERE t.secret_sha256 = ? AND a.name = ? AND t.revoked IS NULL"
+            " AND (t.expires IS NULL OR t.expires > strftime('%s', 'now'))",
+            (hash_secret(secret), username),
+        )
+        if row is None:
+            return None
+        return Principal(username, bool(row["admin"]), None, row["id"])
+
+    async def allowed_actions(self, principal: Principal | None, repository: str) -> frozenset[str]:
+        if principal is None:
+            return NO_ACTIONS
+        account = await find_account(self.db, principal.name)
+        if account is None or account.name != principal.name:
+            return NO_ACTIONS
+        if account.admin:
+            return ALL_ACTIONS
+        image = await image_for_repository(self.db, repository)
+        if image is not None:
+            readable = await can_read_image(self.db, account, image)
+            return frozenset({PULL}) if readable else NO_ACTIONS
+        if _in_namespace(account, repository):
+            return ALL_ACTIONS
+        return NO_ACTIONS
+
+    async def token_is_live(self, token_id: str) -> bool:
+        """False once the API token a registry token was derived from is revoked or expired."""
+        row = await self.db.fetchone(
+            "SELECT 1 FROM api_tokens WHERE id = ? AND revoked IS NULL"
+            " AND (expires IS NULL OR expires > strftime('%s', 'now'))",
+            (token_id,),
+        )
+        return row is not None
+
+
+def _in_namespace(account: Account, repository: str) -> bool:
+    return repository == account.name or repository.startswith(account.name + "/")

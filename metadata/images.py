@@ -1,0 +1,254 @@
+"""Beaker images: a metadata row over an internal registry repository.
+
+Lifecycle: create (row + a fresh repository name) -> the client pushes `:latest` with minted
+credentials -> commit pins the manifest digest and makes the repository read-only -> rename or
+describe at will (the ID never changes) -> delete drops the row and the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from metadata.errors import Conflict, Invalid, NotFound
+from metadata.ids import is_valid_name, new_id, new_repository_name, now
+from metadata.records import Account, Image, Workspace
+from metadata.workspaces import workspace_from_row
+from registry.context import RegistryContext
+from storage.database import Database
+
+LATEST = "latest"
+
+SELECT_IMAGE = (
+    "SELECT i.id, i.name, i.description, i.narrative, i.original_tag, i.repository, i.created,"
+    " i.committed, i.digest, i.size,"
+    " ia.id AS ia_id, ia.name AS ia_name, ia.display_name AS ia_display_name,"
+    " ia.admin AS ia_admin, ia.created AS ia_created,"
+    " w.id AS w_id, w.name AS w_name, w.description AS w_description, w.public AS w_public,"
+    " w.archived AS w_archived, w.created AS w_created, w.modified AS w_modified,"
+    " o.id AS w_o_id, o.name AS w_o_name, o.display_name AS w_o_display_name,"
+    " o.description AS w_o_description, o.created AS w_o_created,"
+    " wa.id AS w_a_id, wa.name AS w_a_name, wa.display_name AS w_a_display_name,"
+    " wa.admin AS w_a_admin, wa.created AS w_a_created"
+    " FROM images i JOIN accounts ia ON ia.id = i.author_id"
+    " JOIN workspaces w ON w.id = i.workspace_id"
+    " JOIN organizations o ON o.id = w.organization_id"
+    " JOIN accounts wa ON wa.id = w.author_id"
+)
+
+SortField = Literal["created", "author", "name"]
+_ORDER_COLUMNS: dict[str, str] = {
+    "created": "i.created",
+    "author": "ia.name",
+    "name": "i.name",
+}
+
+
+def _image_from_row(row: sqlite3.Row) -> Image:
+    return Image(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        narrative=row["narrative"],
+        original_tag=row["original_tag"],
+        repository=row["repository"],
+        created=float(row["created"]),
+        committed=float(row["committed"]) if row["committed"] is not None else None,
+        digest=row["digest"],
+        size=int(row["size"]) if row["size"] is not None else None,
+        author=Account.from_row(row, "ia_"),
+        workspace=workspace_from_row(row, "w_"),
+    )
+
+
+def check_image_name(name: str) -> str:
+    if not is_valid_name(name):
+        raise Invalid(f"invalid image name {name!r}: use letters, digits, '.', '_' and '-'")
+    return name
+
+
+async def create_image(
+    db: Database,
+    author: Account,
+    workspace: Workspace,
+    name: str | None,
+    *,
+    original_tag: str = "",
+    description: str = "",
+    narrative: str = "",
+    local_image_id: str | None = None,
+) -> Image:
+    if name is not None:
+        check_image_name(name)
+    image_id = new_id("bp")
+    try:
+        await db.execute(
+            "INSERT INTO images (id, name, author_id, workspace_id, description, narrative,"
+            " original_tag, local_image_id, repository, created)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (image_id, name, author.id, workspace.id, description, narrative,
+             original_tag or name or "", local_image_id, new_repository_name(), now()),
+        )  # fmt: skip
+    except sqlite3.IntegrityError:
+        raise _name_conflict(author, name) from None
+    return await get_image(db, image_id)
+
+
+def _name_conflict(author: Account, name: str | None) -> Conflict:
+    return Conflict(f"image name {author.name}/{name} is already in use")
+
+
+async def find_image(db: Database, ref: str) -> Image | None:
+    """An image by ID or full name `<author>/<name>`; a bare name matches nothing."""
+    if "/" in ref:
+        author, _, name = ref.partition("/")
+        row = await db.fetchone(SELECT_IMAGE + " WHERE ia.name = ? AND i.name = ?", (author, name))
+    else:
+        row = await db.fetchone(SELECT_IMAGE + " WHERE i.id = ?", (ref,))
+    return _image_from_row(row) if row else None
+
+
+async def get_image(db: Database, ref: str) -> Image:
+    image = await find_image(db, ref)
+    if image is None:
+        raise NotFound(f"image {ref!r} not found")
+    return image
+
+
+async def image_for_repository(db: Database, repository: str) -> Image | None:
+    row = await db.fetchone(SELECT_IMAGE + " WHERE i.repository = ?", (repository,))
+    return _image_from_row(row) if row else None
+
+
+async def list_images(
+    db: Database,
+    workspace: Workspace | None,
+    *,
+    field: SortField = "created",
+    descending: bool = True,
+    text: str | None = None,
+    offset: int = 0,
+    limit: int = 100,
+) -> list[Image]:
+    """Images of a workspace (or of all), sorted, optionally matching `text` in the name."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if workspace is not None:
+        clauses.append("i.workspace_id = ?")
+        params.append(workspace.id)
+    if text:
+        # instr() rather than LIKE: no wildcard characters to escape in user text.
+        clauses.append("(instr(lower(coalesce(i.name, '')), lower(?)) > 0 OR i.id = ?)")
+        params += [text, text]
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    direction = "DESC" if descending else "ASC"
+    order = f" ORDER BY {_ORDER_COLUMNS[field]} {direction}, i.id {direction}"
+    rows = await db.fetchall(
+        SELECT_IMAGE + where + order + " LIMIT ? OFFSET ?", (*params, limit, offset)
+    )
+    return [_image_from_row(row) for row in rows]
+
+
+async def update_image(
+    db: Database,
+    image: Image,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    narrative: str | None = None,
+) -> Image:
+    """Rename and/or re-describe; the ID and the content stay."""
+    sets: list[str] = []
+    params: list[Any] = []
+    if name is not None:
+        sets.append("name = ?")
+        params.append(check_image_name(name))
+    if description is not None:
+        sets.append("description = ?")
+        params.append(description)
+    if narrative is not None:
+        sets.append("narrative = ?")
+        params.append(narrative)
+    if sets:
+        try:
+            await db.execute(
+                f"UPDATE images SET {', '.join(sets)} WHERE id = ?", (*params, image.id)
+            )
+        except sqlite3.IntegrityError:
+            raise _name_conflict(image.author, name) from None
+    return await get_image(db, image.id)
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    digest: str
+    size: int
+    media_type: str
+
+
+async def commit_image(db: Database, registry: RegistryContext, image: Image) -> Image:
+    """Pin `:latest` and make the repository read-only; committing twice changes nothing."""
+    if image.committed is not None:
+        return image
+    repositories = registry.repositories
+    if await repositories.resolve_tag(image.repository, LATEST) is None:
+        raise Invalid(
+            f"cannot commit image {image.id}: nothing was pushed to"
+            f" {image.repository}:{LATEST} (did the docker push fail?)"
+        )
+    # Freeze first, then read the tag: no push can move it between the read and the pin.
+    await repositories.set_immutable(image.repository)
+    registry.changed()
+    digest = await repositories.resolve_tag(image.repository, LATEST)
+    if digest is None:  # deleted in between: undo, and refuse like above
+        await repositories.set_immutable(image.repository, False)
+        raise Invalid(f"cannot commit image {image.id}: its tag {LATEST} was deleted")
+    size = sum(layer.size for layer in await manifest_layers(registry, image.repository, digest))
+    await db.execute(
+        "UPDATE images SET committed = ?, digest = ?, size = ? WHERE id = ? AND committed IS NULL",
+        (now(), digest, size, image.id),
+    )
+    return await get_image(db, image.id)
+
+
+async def manifest_layers(
+    registry: RegistryContext, repository: str, digest: str, depth: int = 0
+) -> list[Layer]:
+    """The config and layer blobs of a manifest (of every platform, for an index)."""
+    record = await registry.repositories.manifest(repository, digest)
+    if record is None or depth > 2:
+        return []
+    try:
+        document = json.loads(record.content)
+    except ValueError:
+        return []
+    if not isinstance(document, dict):
+        return []
+    if isinstance(document.get("manifests"), list):
+        layers: list[Layer] = []
+        for child in document["manifests"]:
+            if isinstance(child, dict) and isinstance(child.get("digest"), str):
+                layers += await manifest_layers(registry, repository, child["digest"], depth + 1)
+        return layers
+    descriptors = [document.get("config"), *(document.get("layers") or [])]
+    return [
+        Layer(str(d["digest"]), int(d.get("size") or 0), str(d.get("mediaType") or ""))
+        for d in descriptors
+        if isinstance(d, dict) and "digest" in d
+    ]
+
+
+async def delete_image(db: Database, registry: RegistryContext, image: Image) -> None:
+    """Forget the image and its repository; the blobs are left to garbage collection."""
+    affected = await db.execute("DELETE FROM images WHERE id = ?", (image.id,))
+    if affected == 0:
+        raise NotFound(f"image {image.id!r} not found")
+    await registry.repositories.delete_repository(image.repository)
+    registry.changed()
+
+
+async def count_images(db: Database) -> int:
+    row = await db.fetchone("SELECT count(*) FROM images")
+    return int(row[0]) if row else 0

@@ -1,0 +1,136 @@
+"""The web pages: `/` lists images, `/im/<id>` shows one.
+
+These pages need no login: they show every image to anyone who can reach the server. That is
+deliberate for a laptop or team server (beakerd binds 127.0.0.1 by default); put a server that
+listens more widely behind something that authenticates if image names are secret.
+
+Everything printed is escaped; the narrative is markdown rendered with raw HTML disabled (so
+HTML in it comes out as text), and the Content-Security-Policy forbids scripts and remote
+content in any case.
+"""
+
+from __future__ import annotations
+
+import html
+
+from aiohttp import web
+from markdown_it import MarkdownIt
+
+from metadata.context import METADATA
+from metadata.ids import rfc3339
+from metadata.images import find_image, list_images, manifest_layers
+from metadata.models import image_tag
+from metadata.records import Image
+
+CSP = "default-src 'none'; style-src 'unsafe-inline'"
+INDEX_LIMIT = 500
+_markdown = MarkdownIt("commonmark", {"html": False})
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ddd; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+code, pre { background: #f4f4f4; padding: .1rem .3rem; }
+pre { padding: .6rem; overflow-x: auto; }
+.narrative { border-top: 1px solid #ddd; margin-top: 1.5rem; }
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def human_size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
+
+
+def _page(title: str, body: str, status: int = 200) -> web.Response:
+    document = (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>{body}</body></html>"
+    )
+    return web.Response(
+        text=document, status=status, content_type="text/html",
+        headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"},
+    )  # fmt: skip
+
+
+def _display_name(image: Image) -> str:
+    return image.full_name or image.id
+
+
+async def index(request: web.Request) -> web.Response:
+    ctx = request.app[METADATA]
+    images = await list_images(ctx.db, None, field="created", descending=True, limit=INDEX_LIMIT)
+    rows = "".join(
+        f'<tr><td><a href="/im/{_e(image.id)}">{_e(_display_name(image))}</a></td>'
+        f"<td><code>{_e(image.id)}</code></td>"
+        f"<td class=num>{_e(human_size(image.size))}</td>"
+        f"<td>{_e(rfc3339(image.created))}</td></tr>"
+        for image in images
+    )
+    body = "<h1>Beaker images</h1>" + (
+        "<table><thead><tr><th>Name</th><th>ID</th><th>Size</th><th>Created</th></tr>"
+        f"</thead><tbody>{rows}</tbody></table>"
+        if images
+        else "<p>No images yet. Create one with <code>beaker image create</code>.</p>"
+    )
+    return _page("Beaker images", body)
+
+
+async def image_page(request: web.Request) -> web.Response:
+    ctx = request.app[METADATA]
+    image_id = request.match_info["image_id"]
+    # IDs only: full names contain a slash and the route takes one segment.
+    image = await find_image(ctx.db, image_id) if "/" not in image_id else None
+    if image is None:
+        return _page("Not found", f"<h1>No image {_e(image_id)}</h1>", status=404)
+    tag = image_tag(ctx.registry_address, image.repository)
+    beaker_ref = image.full_name or image.id
+    facts = [
+        ("ID", f"<code>{_e(image.id)}</code>"),
+        ("Author", _e(image.author.display_name) + f" (<code>{_e(image.author.name)}</code>)"),
+        ("Workspace", _e(image.workspace.full_name)),
+        ("Created", _e(rfc3339(image.created))),
+        ("Committed", _e(rfc3339(image.committed)) if image.committed else "not yet"),
+        ("Original tag", _e(image.original_tag) if image.original_tag else "-"),
+        ("Digest", f"<code>{_e(image.digest)}</code>" if image.digest else "-"),
+        ("Size", _e(human_size(image.size))),
+    ]
+    if image.description:
+        facts.insert(1, ("Description", _e(image.description)))
+    body = [
+        f"<h1>{_e(_display_name(image))}</h1>",
+        "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts) + "</table>",
+        "<h2>Pull</h2>",
+        f"<pre>beaker image pull {_e(beaker_ref)}\ndocker pull {_e(tag)}</pre>",
+    ]
+    if image.digest:
+        layers = await manifest_layers(ctx.registry, image.repository, image.digest)
+        if layers:
+            body.append(
+                "<h2>Layers</h2><table><thead><tr><th>Digest</th><th>Type</th>"
+                "<th>Size</th></tr></thead><tbody>"
+            )
+            body += [
+                f"<tr><td><code>{_e(layer.digest)}</code></td><td>{_e(layer.media_type)}</td>"
+                f"<td class=num>{_e(human_size(layer.size))}</td></tr>"
+                for layer in layers
+            ]
+            body.append("</tbody></table>")
+    if image.narrative:
+        body.append(f"<div class=narrative>{_markdown.render(image.narrative)}</div>")
+    return _page(_display_name(image), "".join(body))
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/", index)
+    app.router.add_get("/im/{image_id}", image_page)

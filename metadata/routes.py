@@ -1,0 +1,270 @@
+"""The /api/v3 endpoints (see BEAKER_API.md), mounted with `add_routes(app)`.
+
+Unknown refs, and objects the caller may not read, answer 404 alike, so existence never leaks;
+a readable object the caller may not change answers 403.
+"""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from aiohttp import web
+
+from metadata import pages
+from metadata.accounts import DEFAULT_WORKSPACE, get_account
+from metadata.errors import Forbidden, Invalid, NotFound
+from metadata.http import (
+    API_PREFIX,
+    Call,
+    Router,
+    decode_cursor,
+    encode_cursor,
+    json_response,
+    page_size,
+)
+from metadata.images import (
+    SortField,
+    commit_image,
+    create_image,
+    delete_image,
+    find_image,
+    list_images,
+    update_image,
+)
+from metadata.models import (
+    AccountModel,
+    ImageModel,
+    ImagePatch,
+    ImageRepoModel,
+    ImageSpec,
+    OrganizationModel,
+    PageModel,
+    RegistryAuthModel,
+    WorkspaceModel,
+    WorkspaceSpec,
+    image_tag,
+)
+from metadata.organizations import (
+    find_organization,
+    get_organization,
+    is_member,
+    organizations_of,
+)
+from metadata.permissions import (
+    can_modify_image,
+    can_read_image,
+    can_read_workspace,
+    can_write_workspace,
+)
+from metadata.records import Image, Workspace
+from metadata.workspaces import create_workspace, find_workspace, image_count, list_workspaces
+from registry.access import PULL, PUSH
+from registry.tokens import TOKENS, Grant
+
+_SORT_FIELDS: tuple[str, ...] = get_args(SortField)
+_TRUE = {"true", "1", "yes"}
+
+
+# -- accounts and organizations ------------------------------------------------------------------
+
+
+async def whoami(call: Call) -> web.Response:
+    return json_response(AccountModel.of(call.account))
+
+
+async def get_user(call: Call) -> web.Response:
+    return json_response(AccountModel.of(await get_account(call.ctx.db, call.params[0])))
+
+
+async def my_organizations(call: Call) -> web.Response:
+    orgs = await organizations_of(call.ctx.db, call.account.id)
+    return json_response(PageModel(data=[OrganizationModel.of(o).wire() for o in orgs]))
+
+
+async def get_org(call: Call) -> web.Response:
+    return json_response(OrganizationModel.of(await get_organization(call.ctx.db, call.params[0])))
+
+
+# -- workspaces ----------------------------------------------------------------------------------
+
+
+async def _readable_workspace(call: Call, ref: str) -> Workspace:
+    workspace = await find_workspace(call.ctx.db, ref)
+    if workspace is None or not await can_read_workspace(call.ctx.db, call.account, workspace):
+        raise NotFound(f"workspace {ref!r} not found")
+    return workspace
+
+
+async def _workspace_model(call: Call, workspace: Workspace) -> WorkspaceModel:
+    return WorkspaceModel.of(workspace, await image_count(call.ctx.db, workspace.id))
+
+
+async def get_workspace(call: Call) -> web.Response:
+    workspace = await _readable_workspace(call, call.params[0])
+    return json_response(await _workspace_model(call, workspace))
+
+
+async def create_workspace_route(call: Call) -> web.Response:
+    spec = await call.body(WorkspaceSpec)
+    if not spec.name:
+        raise Invalid("a workspace needs a name")
+    org_name, name = spec.org, spec.name
+    if "/" in name:  # a full name given as the name
+        org_name, _, name = name.partition("/")
+    org = await find_organization(call.ctx.db, org_name or call.account.name)
+    if org is None:
+        raise NotFound(f"organization {org_name or call.account.name!r} not found")
+    db = call.ctx.db
+    if not call.account.admin and not await is_member(db, org.id, call.account.id):
+        raise Forbidden(f"{call.account.name} is not a member of organization {org.name}")
+    workspace = await create_workspace(
+        db, org, name, call.account, description=spec.description or "", public=spec.public
+    )
+    return json_response(await _workspace_model(call, workspace))
+
+
+async def list_workspaces_route(call: Call) -> web.Response:
+    org_ref = call.query("org")
+    org = await get_organization(call.ctx.db, org_ref) if org_ref else None
+    offset, limit = decode_cursor(call.query("cursor")), page_size(call.query("limit"))
+    # One row more than the page tells whether another page follows.
+    found = await list_workspaces(call.ctx.db, call.account, org, offset, limit + 1)
+    data = [(await _workspace_model(call, w)).wire() for w in found[:limit]]
+    more = encode_cursor(offset + limit) if len(found) > limit else None
+    return json_response(PageModel(data=data, next_cursor=more))
+
+
+async def list_workspace_images(call: Call) -> web.Response:
+    workspace = await _readable_workspace(call, call.params[0])
+    field = call.query("field") or "created"
+    if field not in _SORT_FIELDS:
+        raise Invalid(f"invalid sort field {field!r}: use one of {', '.join(_SORT_FIELDS)}")
+    order = (call.query("order") or "descending").lower()
+    if order not in {"descending", "ascending"}:
+        raise Invalid(f"invalid order {order!r}: use descending or ascending")
+    offset, limit = decode_cursor(call.query("cursor")), page_size(call.query("limit"))
+    found = await list_images(
+        call.ctx.db, workspace, field=field, descending=order == "descending",  # type: ignore[arg-type]
+        text=call.query("q"), offset=offset, limit=limit + 1,
+    )  # fmt: skip
+    address = call.ctx.registry_address
+    data = [ImageModel.of(image, address).wire() for image in found[:limit]]
+    more = encode_cursor(offset + limit) if len(found) > limit else None
+    return json_response(PageModel(data=data, next_cursor=more))
+
+
+# -- images --------------------------------------------------------------------------------------
+
+
+async def _readable_image(call: Call, ref: str) -> Image:
+    image = await find_image(call.ctx.db, ref)
+    if image is None or not await can_read_image(call.ctx.db, call.account, image):
+        raise NotFound(f"image {ref!r} not found")
+    return image
+
+
+async def _modifiable_image(call: Call, ref: str) -> Image:
+    image = await _readable_image(call, ref)
+    if not can_modify_image(call.account, image):
+        raise Forbidden(f"only the author of image {image.id} or an admin may change it")
+    return image
+
+
+def _image_response(call: Call, image: Image) -> web.Response:
+    return json_response(ImageModel.of(image, call.ctx.registry_address))
+
+
+async def create_image_route(call: Call) -> web.Response:
+    spec = await call.body(ImageSpec)
+    db = call.ctx.db
+    workspace_ref = spec.workspace or f"{call.account.name}/{DEFAULT_WORKSPACE}"
+    workspace = await _readable_workspace(call, workspace_ref)
+    if not await can_write_workspace(db, call.account, workspace):
+        raise Forbidden(f"{call.account.name} may not create images in {workspace.full_name}")
+    if workspace.archived:
+        raise Forbidden(f"workspace {workspace.full_name} is archived")
+    image = await create_image(
+        db, call.account, workspace, call.query("name") or None,
+        original_tag=spec.image_tag or "", description=spec.description or "",
+        narrative=spec.narrative or "", local_image_id=spec.image_id,
+    )  # fmt: skip
+    return _image_response(call, image)
+
+
+async def get_image(call: Call) -> web.Response:
+    return _image_response(call, await _readable_image(call, call.params[0]))
+
+
+async def patch_image(call: Call) -> web.Response:
+    spec = await call.body(ImagePatch)
+    image = await _modifiable_image(call, call.params[0])
+    if spec.commit:
+        image = await commit_image(call.ctx.db, call.ctx.registry, image)
+    if spec.name is not None or spec.description is not None or spec.narrative is not None:
+        image = await update_image(
+            call.ctx.db, image, name=spec.name, description=spec.description,
+            narrative=spec.narrative,
+        )  # fmt: skip
+    return _image_response(call, image)
+
+
+async def delete_image_route(call: Call) -> web.Response:
+    image = await _modifiable_image(call, call.params[0])
+    await delete_image(call.ctx.db, call.ctx.registry, image)
+    return web.Response(status=204)
+
+
+async def image_repository(call: Call) -> web.Response:
+    """Registry credentials for the image: push+pull with `upload=true`, else pull only."""
+    upload = (call.query("upload") or "").lower() in _TRUE
+    if upload:
+        image = await _modifiable_image(call, call.params[0])
+        if image.committed is not None:
+            raise Forbidden(
+                f"image {image.id} is committed: its content can no longer change"
+                " (create a new image instead)"
+            )
+        actions = frozenset({PULL, PUSH})
+    else:
+        image = await _readable_image(call, call.params[0])
+        actions = frozenset({PULL})
+    ctx = call.ctx
+    password = call.request.app[TOKENS].issue(
+        call.account.name, [Grant(image.repository, actions)], ctx.token_ttl_seconds
+    )
+    return json_response(
+        ImageRepoModel(
+            image_tag=image_tag(ctx.registry_address, image.repository),
+            auth=RegistryAuthModel(
+                server_address=ctx.registry_address, user=call.account.name, password=password
+            ),
+        )
+    )
+
+
+def build_router() -> Router:
+    router = Router()
+    router.add("GET", "user", whoami)
+    router.add("GET", "user/orgs", my_organizations)
+    router.add("GET", "users/{}", get_user)
+    router.add("GET", "orgs/{}", get_org)
+    router.add("GET", "workspaces", list_workspaces_route)
+    router.add("POST", "workspaces", create_workspace_route)
+    router.add("GET", "workspaces/{}", get_workspace)
+    router.add("GET", "workspaces/{}/images", list_workspace_images)
+    router.add("POST", "images", create_image_route)
+    router.add("GET", "images/{}", get_image)
+    router.add("PATCH", "images/{}", patch_image)
+    router.add("DELETE", "images/{}", delete_image_route)
+    router.add("GET", "images/{}/repository", image_repository)
+    # Older Go clients ask for credentials with POST.
+    router.add("POST", "images/{}/repository", image_repository)
+    return router
+
+
+def add_routes(app: web.Application) -> None:
+    """Mount /api/v3 (routed on the raw path, see metadata/http.py) and the web pages."""
+    router = build_router()
+    app.router.add_route("*", API_PREFIX, router.dispatch)
+    app.router.add_route("*", API_PREFIX + "/{tail:.*}", router.dispatch)
+    pages.add_routes(app)

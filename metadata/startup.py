@@ -1,0 +1,22 @@
+"""Bring the metadata store up on an open database: migrations, then first-start bootstrap."""
+
+from __future__ import annotations
+
+from metadata.bootstrap import bootstrap
+from metadata.context import MetadataContext
+from metadata.schema import MIGRATIONS
+from registry.context import RegistryContext
+from storage.database import Database
+
+
+async def open_metadata(
+    db: Database,
+    registry: RegistryContext,
+    *,
+    registry_address: str,
+    bootstrap_account: str | None,
+    token_ttl_seconds: float,
+) -> MetadataContext:
+    await db.migrate("metadata", MIGRATIONS)
+    await bootstrap(db, registry_address, bootstrap_account)
+    return MetadataContext(db, registry, registry_address, token_ttl_seconds)

@@ -1,0 +1,185 @@
+"""Docker's token flow and who may do what, with a stand-in for the account store."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from beakerd.app import create_app
+from beakerd.settings import Settings
+from registry.auth import AUTHORITY, Principal
+from registry.tokens import TOKENS, Grant
+from tests.registry.helpers import OCI_MANIFEST, digest_of, error_code
+
+TOKENS_BY_ACCOUNT = {"alice": "alice-secret", "bob": "bob-secret", "root": "root-secret"}
+
+
+class StaticAuthority:
+    """Accounts own their namespace; `root` is an admin."""
+
+    async def authenticate(self, username: str, secret: str) -> Principal | None:
+        if TOKENS_BY_ACCOUNT.get(username) != secret:
+            return None
+        return Principal(username, admin=username == "root")
+
+    async def allowed_actions(self, principal: Principal | None, repository: str) -> frozenset[str]:
+        if principal is None:
+            return frozenset()
+        if principal.admin or repository.split("/")[0] == principal.name:
+            return frozenset({"pull", "push", "delete"})
+        return frozenset()
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+async def _client(tmp_path: Path, **settings: Any) -> AsyncIterator[TestClient[Any, Any]]:
+    app = create_app(Settings(data_dir=tmp_path / "data", **settings))
+    app[AUTHORITY] = StaticAuthority()
+    async with TestClient(TestServer(app)) as client:
+        yield client
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
+    async for c in _client(tmp_path):
+        yield c
+
+
+async def token_for(client: TestClient[Any, Any], user: str, *scopes: str) -> str:
+    resp = await client.get(
+        "/v2/token",
+        params=[("service", "beakerd"), *(("scope", s) for s in scopes)],
+        headers=basic(user, TOKENS_BY_ACCOUNT[user]),
+    )
+    assert resp.status == 200, await resp.text()
+    return str((await resp.json())["token"])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def push(client: TestClient[Any, Any], name: str, headers: dict[str, str]) -> int:
+    data = b"layer of " + name.encode()
+    resp = await client.post(
+        f"/v2/{name}/blobs/uploads/", params={"digest": digest_of(data)}, data=data, headers=headers
+    )
+    return resp.status
+
+
+async def test_anonymous_requests_are_challenged_with_the_token_realm(client: Any) -> None:
+    resp = await client.get("/v2/")
+    assert resp.status == 401
+    challenge = resp.headers["WWW-Authenticate"]
+    assert challenge.startswith(f'Bearer realm="http://{client.host}:{client.port}/v2/token"')
+    assert 'service="beakerd"' in challenge
+    resp = await client.get("/v2/alice/app/manifests/latest")
+    assert resp.status == 401
+    assert 'scope="repository:alice/app:pull"' in resp.headers["WWW-Authenticate"]
+    assert await error_code(resp) == "UNAUTHORIZED"
+
+
+async def test_token_flow_lets_an_account_push_its_namespace(client: Any) -> None:
+    token = await token_for(client, "alice", "repository:alice/app:pull,push")
+    assert await push(client, "alice/app", bearer(token)) == 201
+    assert (await client.get("/v2/", headers=bearer(token))).status == 200
+
+
+async def test_wrong_token_or_password_is_refused(client: Any) -> None:
+    resp = await client.get("/v2/token", headers=basic("alice", "wrong"))
+    assert resp.status == 401
+    resp = await client.get("/v2/", headers=bearer("not.a.jwt"))
+    assert resp.status == 401
+    assert 'error="invalid_token"' in resp.headers["WWW-Authenticate"]
+
+
+async def test_other_namespaces_are_denied_alike_whether_they_exist_or_not(client: Any) -> None:
+    bob = await token_for(client, "bob", "repository:bob/secret:pull,push")
+    assert await push(client, "bob/secret", bearer(bob)) == 201
+    alice = await token_for(
+        client, "alice", "repository:bob/secret:pull,push", "repository:bob/absent:pull,push"
+    )
+    answers = []
+    for name in ("bob/secret", "bob/absent"):
+        for method, path in (("GET", "tags/list"), ("GET", "manifests/latest"),
+                             ("POST", "blobs/uploads/")):
+            resp = await client.request(method, f"/v2/{name}/{path}", headers=bearer(alice))
+            answers.append((resp.status, await resp.text()))
+    assert {status for status, _ in answers} == {403}
+    assert answers[:3] == answers[3:]
+
+
+async def test_scope_wider_than_the_token_asks_for_a_new_token(client: Any) -> None:
+    token = await token_for(client, "alice", "repository:alice/app:pull")
+    resp = await client.post("/v2/alice/app/blobs/uploads/", headers=bearer(token))
+    assert resp.status == 401
+    assert 'error="insufficient_scope"' in resp.headers["WWW-Authenticate"]
+    assert 'scope="repository:alice/app:pull,push"' in resp.headers["WWW-Authenticate"]
+
+
+async def test_minted_credential_pushes_only_its_repository(client: Any) -> None:
+    minted = client.app[TOKENS].issue("alice", [Grant("image/repo1", frozenset({"pull", "push"}))], 600)
+    resp = await client.get(
+        "/v2/token",
+        params={"scope": ["repository:image/repo1:pull,push"]},
+        headers=basic("alice", minted),
+    )
+    assert resp.status == 200
+    own = (await resp.json())["token"]
+    assert await push(client, "image/repo1", bearer(own)) == 201
+    # Even the account's own namespace is out of reach with this credential.
+    resp = await client.get(
+        "/v2/token",
+        params=[("scope", "repository:image/repo2:pull,push"), ("scope", "repository:alice/x:push")],
+        headers=basic("alice", minted),
+    )
+    other = (await resp.json())["token"]
+    assert await push(client, "image/repo2", bearer(other)) == 403
+    assert await push(client, "alice/x", bearer(other)) == 403
+    assert await push(client, "image/repo2", basic("alice", minted)) == 403
+
+
+async def test_catalog_lists_only_readable_repositories(client: Any) -> None:
+    for user in ("alice", "bob"):
+        token = await token_for(client, user, f"repository:{user}/app:pull,push")
+        config = b"{}"
+        await client.post(f"/v2/{user}/app/blobs/uploads/", params={"digest": digest_of(config)},
+                          data=config, headers=bearer(token))
+        manifest = ('{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"a/b","digest":"%s",'
+                    '"size":2},"layers":[]}' % (OCI_MANIFEST, digest_of(config)))
+        resp = await client.put(f"/v2/{user}/app/manifests/v1", data=manifest,
+                                headers={**bearer(token), "Content-Type": OCI_MANIFEST})
+        assert resp.status == 201
+    without_scope = await token_for(client, "alice")
+    resp = await client.get("/v2/_catalog", headers=bearer(without_scope))
+    assert resp.status == 401
+    assert 'scope="registry:catalog:*"' in resp.headers["WWW-Authenticate"]
+    alice = await token_for(client, "alice", "registry:catalog:*")
+    resp = await client.get("/v2/_catalog", headers=bearer(alice))
+    assert (await resp.json())["repositories"] == ["alice/app"]
+    root = await token_for(client, "root", "registry:catalog:*")
+    resp = await client.get("/v2/_catalog", headers=bearer(root))
+    assert (await resp.json())["repositories"] == ["alice/app", "bob/app"]
+
+
+async def test_anonymous_pull_setting_allows_reads_only(tmp_path: Path) -> None:
+    async for client in _client(tmp_path, anonymous_pull=True):
+        resp = await client.get("/v2/token", params={"scope": "repository:alice/app:pull,push"})
+        assert resp.status == 200
+        token = (await resp.json())["token"]
+        resp = await client.get("/v2/alice/app/tags/list", headers=bearer(token))
+        assert resp.status == 404  # readable, just not there
+        assert await push(client, "alice/app", bearer(token)) == 401
+
+
+async def test_basic_credentials_work_directly(client: Any) -> None:
+    assert await push(client, "alice/direct", basic("alice", "alice-secret")) == 201
+    assert await push(client, "bob/direct", basic("alice", "alice-secret")) == 403
