@@ -1,51 +1,44 @@
-"""`beakerd`: the server's command line."""
+"""`beakerd`: the server's command line. Each subcommand lives in beakerd/commands/."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 
-from aiohttp import web
 from pydantic import ValidationError
 
-from beakerd.app import create_app
+from beakerd.commands import serve
 from beakerd.settings import Settings
 
-log = logging.getLogger("beakerd")
+# Options every subcommand takes, because they say where the data is and how to log.
+_SETTINGS_FROM_ARGS = ("host", "port", "public_address", "data_dir", "log_level")
+
+Command = Callable[[Settings, argparse.Namespace], int]
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="beakerd", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the registry and Beaker API server")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port to listen on (default 5000)")
-    serve.add_argument("--data-dir", help="where blobs and the database live")
-    serve.add_argument("--log-level", help="debug, info, warning or error")
+    parser.add_argument("--data-dir", help="where blobs and the database live")
+    parser.add_argument("--log-level", help="debug, info, warning or error")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (serve,):
+        module.register(commands)
+    # Accept the shared options after the subcommand too: `beakerd serve --data-dir D`.
+    for sub in commands.choices.values():
+        sub.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sub.add_argument("--log-level", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     given = {
-        key: value
-        for key, value in vars(args).items()
-        if key != "command" and value is not None
+        key: getattr(args, key)
+        for key in _SETTINGS_FROM_ARGS
+        if getattr(args, key, None) is not None
     }
     return Settings(**given)
-
-
-def _serve(settings: Settings) -> int:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    app = create_app(settings)
-    log.info(
-        "beakerd listening on http://%s, data in %s", settings.listen_address, settings.data_dir
-    )
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log=None)
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,9 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         settings = _settings(args)
     except ValidationError as e:
         for error in e.errors():
-            field = ".".join(str(p) for p in error["loc"])
+            field = ".".join(str(p) for p in error["loc"]) or "settings"
             print(f"beakerd: invalid {field}: {error['msg']}", file=sys.stderr)
         return 2
-    if args.command == "serve":
-        return _serve(settings)
-    return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    run: Command = args.run
+    return run(settings, args)

@@ -1,4 +1,4 @@
-"""Server settings: flags over `BEAKERD_*` environment variables over a config file over defaults."""
+"""Server settings: flags over `BEAKERD_*` environment variables over defaults."""
 
 from __future__ import annotations
 

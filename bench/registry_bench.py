@@ -9,7 +9,8 @@ Both servers run side by side on loopback; each measurement alternates between t
 throughput (monolithic POST+PUT, and 16 MiB PATCH chunks + PUT), blob pull throughput, manifest
 GET requests/s under `wrk -t2 -c32`, and the server's peak RSS during the pushes. Throughput and
 requests/s keep the best of the runs (interference only ever slows a run down); RSS keeps the
-highest sample over all push runs. MB = 10^6 bytes.
+highest sample over all push runs; server CPU s/GB (little moved by other load) the lowest.
+MB = 10^6 bytes.
 
 Each push run uploads a different blob (the file's last 16 bytes change, the digest is updated
 from a saved hash of the rest), so no server can answer "already have it".
@@ -37,7 +38,14 @@ from types import FrameType
 
 from bench.client import FileSlice, RegistryClient, RegistryError
 from bench.report import Measurements, errors_section, markdown_table
-from bench.servers import RegistryProcess, RssSampler, start_beakerd, start_reference, tree_hwm_kib
+from bench.servers import (
+    RegistryProcess,
+    RssSampler,
+    start_beakerd,
+    start_reference,
+    tree_cpu_seconds,
+    tree_hwm_kib,
+)
 
 MIB = 1024 * 1024
 CHUNK_SIZE = 16 * MIB
@@ -127,6 +135,11 @@ class ServerBench:
         self.results[key] = max(value, previous) if isinstance(previous, float) else value
         log(f"  {self.name:9} {key} run {run}: {note}")
 
+    def auth_used(self) -> str:
+        """How this client ended up authenticating: 'Bearer token', 'Basic' or 'none'."""
+        scheme = (self.client.authorization or "none").split()[0]
+        return "Bearer token" if scheme == "Bearer" else scheme
+
     def finish(self) -> Measurements:
         if self.peak_rss_kib:
             self.results["push_peak_rss"] = self.peak_rss_kib / 1024
@@ -141,6 +154,7 @@ class ServerBench:
         digest = self.blob.variant(self._variant)
         self.client.ensure_login(REPO)  # a fresh token, so no 401 lands mid-body
         settle()
+        cpu_before = tree_cpu_seconds(self.server.pid)
         with RssSampler(self.server.pid) as sampler:
             start = time.perf_counter()
             if chunked:
@@ -148,11 +162,17 @@ class ServerBench:
             else:
                 self.client.push_blob_monolithic(REPO, self.blob.whole(), digest)
             seconds = time.perf_counter() - start
+        # Server CPU per GB: unlike MB/s, barely moved by other load on a shared machine.
+        cpu = (tree_cpu_seconds(self.server.pid) - cpu_before) / (self.blob.size / 1e9)
+        cpu_key = "push_chunked_cpu" if chunked else "push_monolithic_cpu"
+        previous = self.results.get(cpu_key)
+        self.results[cpu_key] = min(cpu, previous) if isinstance(previous, float) else cpu
         self.last_digest = digest
         self.peak_rss_kib = max(self.peak_rss_kib, sampler.peak_kib)
         rate = mb_per_s(self.blob.size, seconds)
         return rate, (
-            f"{rate:,.0f} MB/s ({seconds:.2f} s, peak RSS {sampler.peak_kib / 1024:.0f} MiB)"
+            f"{rate:,.0f} MB/s ({seconds:.2f} s, server CPU {cpu:.2f} s/GB, "
+            f"peak RSS {sampler.peak_kib / 1024:.0f} MiB)"
         )
 
     def push_monolithic(self) -> tuple[float, str]:
@@ -268,7 +288,7 @@ def stop_server(server: RegistryProcess) -> None:
     log(f"stopped {server.name} (pid {server.pid})")
 
 
-def header(args: argparse.Namespace, blob_size: int, load: float) -> str:
+def header(args: argparse.Namespace, blob_size: int, load: float, auth: dict[str, str]) -> str:
     registry_version = subprocess.run(
         ["docker-registry", "--version"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -280,13 +300,18 @@ def header(args: argparse.Namespace, blob_size: int, load: float) -> str:
             f"Run {now} with `python -m bench.registry_bench{' --quick' if args.quick else ''}` "
             f"on {os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()};"
             f" reference: {registry_version or 'docker-registry'} (filesystem storage).",
-            f"Blob {blob_size // MIB} MiB of random data; {args.runs} runs per measurement, "
-            f"best run kept for MB/s and req/s (MB = 10^6 bytes), highest sample kept for RSS "
-            f"(VmRSS of the server's process tree every 50 ms over all push runs); `sync` before "
-            f"each timed push or pull. "
-            f"Manifest GET: `wrk -t2 -c32 -d{args.wrk_duration}s`. Both servers run side by side "
-            f"on loopback, runs alternate between them; the client uploads with sendfile and "
-            f"reads with 4 MiB readinto. 1-minute load average at start: {load:.2f}.",
+            "",
+            f"- Blob: {blob_size // MIB} MiB of random data, a different blob for every push run;"
+            f" `sync` before each timed push or pull. MB = 10^6 bytes.",
+            f"- {args.runs} runs per measurement, alternating between the servers (both run side"
+            f" by side on loopback). Kept: the best run for MB/s and req/s, the lowest for server"
+            f" CPU s/GB (utime+stime of the server process), the highest VmRSS sample (every"
+            f" 50 ms over all push runs) for RSS.",
+            f"- Client: uploads with sendfile from the file, reads into a 4 MiB buffer; manifest"
+            f" GET with `wrk -t2 -c32 -d{args.wrk_duration}s`.",
+            f"- The machine may be shared: 1-minute load average at start {load:.2f}.",
+            "- Auth: " + (", ".join(f"{k}: {v}" for k, v in auth.items()) or "-") + ".",
+            "",
             "",
         ]
     )
@@ -327,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     tmp = Path(tempfile.mkdtemp(prefix="registry-bench-"))
     results: dict[str, Measurements] = {}
+    auth: dict[str, str] = {}
     starters: dict[str, Callable[[Path], RegistryProcess]] = {
         "reference": start_reference,
         "beakerd": start_beakerd,
@@ -358,13 +384,14 @@ def main(argv: list[str] | None = None) -> int:
             run_benchmarks(benches, args.runs)
             log("")
             for bench in benches:
+                auth[bench.name] = bench.auth_used()
                 results[bench.name] = bench.finish()
     finally:
         if args.keep_tmp:
             log(f"kept {tmp}")
     table = markdown_table(results.get("beakerd"), results.get("reference"))
     errors = errors_section(results)
-    document = header(args, args.blob_mib * MIB, load) + table + "\n"
+    document = header(args, args.blob_mib * MIB, load, auth) + table + "\n"
     if errors:
         document += "\nErrors:\n" + errors + "\n"
     log("\n" + document)

@@ -37,6 +37,14 @@ METRICS: list[Metric] = [
         lambda b, r: r is not None and b >= 1.5 * r,
         ">= 1.5x ref",
     ),
+    Metric(
+        "push_monolithic_cpu",
+        "server CPU per GB pushed, monolithic",
+        "s",
+        None,
+        "(info)",
+    ),
+    Metric("push_chunked_cpu", "server CPU per GB pushed, chunked", "s", None, "(info)"),
     Metric("pull", "blob pull (GET)", "MB/s", lambda b, r: r is not None and b >= r, ">= 1x ref"),
     Metric(
         "manifest_get",
@@ -62,7 +70,9 @@ def _cell(value: float | str | None, unit: str) -> str:
         return "-"
     if isinstance(value, str):
         return "error"
-    return f"{value:,.0f} {unit}" if value >= 100 else f"{value:,.1f} {unit}"
+    if value >= 100:
+        return f"{value:,.0f} {unit}"
+    return f"{value:,.1f} {unit}" if value >= 10 else f"{value:,.2f} {unit}"
 
 
 def markdown_table(beakerd: Measurements | None, reference: Measurements | None) -> str:

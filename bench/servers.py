@@ -194,6 +194,24 @@ def _status_kib(pid: int, field: str) -> int:
     return 0
 
 
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # Fields after the ")" that closes the command name: utime and stime are 12th, 13th.
+            fields = f.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` and its descendants (their threads included)."""
+    return sum(_cpu_seconds(p) for p in _process_tree(pid))
+
+
 def tree_rss_kib(pid: int) -> int:
     return sum(_status_kib(p, "VmRSS") for p in _process_tree(pid))
 

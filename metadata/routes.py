@@ -6,7 +6,7 @@ a readable object the caller may not change answers 403.
 
 from __future__ import annotations
 
-from typing import get_args
+from typing import cast, get_args
 
 from aiohttp import web
 
@@ -144,7 +144,7 @@ async def list_workspace_images(call: Call) -> web.Response:
         raise Invalid(f"invalid order {order!r}: use descending or ascending")
     offset, limit = decode_cursor(call.query("cursor")), page_size(call.query("limit"))
     found = await list_images(
-        call.ctx.db, workspace, field=field, descending=order == "descending",  # type: ignore[arg-type]
+        call.ctx.db, workspace, field=cast(SortField, field), descending=order == "descending",
         text=call.query("q"), offset=offset, limit=limit + 1,
     )  # fmt: skip
     address = call.ctx.registry_address

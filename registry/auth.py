@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from registry.access import ACCESS_KEY, PULL
+from registry.context import REGISTRY
 from registry.errors import ErrorCode, RegistryError, error_response
 from registry.names import MAX_NAME_LENGTH, check_name
 from registry.tokens import TOKENS, Claims, Grant, InvalidToken, TokenIssuer, granted
@@ -43,6 +44,10 @@ class Authority(Protocol):
     async def allowed_actions(
         self, principal: Principal | None, repository: str
     ) -> frozenset[str]: ...
+
+    async def token_is_live(self, token_id: str) -> bool:
+        """False once the API token a registry token came from is revoked or expired."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +104,12 @@ class BearerAccess:
             or self.caller.principal is None
             or set(actions) <= await self.caller.rights(repository)
         ):
-            return challenge(self.realm, self.caller.policy.service, _scope(repository, actions),
-                             error="insufficient_scope")
+            return challenge(
+                self.realm,
+                self.caller.policy.service,
+                _scope(repository, actions),
+                error="insufficient_scope",
+            )
         return RegistryError(ErrorCode.DENIED)
 
 
@@ -135,7 +144,9 @@ def _scope(repository: str | None, actions: tuple[str, ...]) -> str:
     return f"repository:{repository}:{','.join(sorted(wanted))}"
 
 
-def challenge(realm: str, service: str, scope: str | None, error: str | None = None) -> RegistryError:
+def challenge(
+    realm: str, service: str, scope: str | None, error: str | None = None
+) -> RegistryError:
     header = f'Bearer realm="{realm}",service="{service}"'
     if scope:
         header += f',scope="{scope}"'
@@ -167,14 +178,28 @@ async def _principal_from_basic(
             claims = issuer.verify(password)
         except InvalidToken:
             return None
-        if claims.subject != username or claims.limit is None and not claims.grants:
+        if claims.subject != username or (claims.limit is None and not claims.grants):
             return None
-        return Principal(claims.subject, claims.admin, claims.limit or claims.grants, claims.token_id)
+        return Principal(
+            claims.subject, claims.admin, claims.limit or claims.grants, claims.token_id
+        )
     return await authority.authenticate(username, password)
 
 
+async def _token_is_live(request: web.Request, token_id: str | None) -> bool:
+    if token_id is None:
+        return True
+    cache = request.app[REGISTRY].live_tokens
+    live = cache.get(token_id)
+    if live is None:
+        stamp = cache.stamp()
+        live = await request.app[AUTHORITY].token_is_live(token_id)
+        cache.put(token_id, live, stamp)
+    return live
+
+
 async def _authenticate(request: web.Request) -> tuple[Principal | None, Claims | None]:
-    """Who is calling. Raises 401 for credentials that are present but wrong."""
+    """Who is calling. Raises 401 for credentials that are present but wrong or revoked."""
     authority = request.app[AUTHORITY]
     issuer = request.app[TOKENS]
     policy = request.app[AUTH_POLICY]
@@ -184,6 +209,8 @@ async def _authenticate(request: web.Request) -> tuple[Principal | None, Claims 
             claims = issuer.verify(header[7:].strip())
         except InvalidToken:
             raise challenge(_realm(request), policy.service, None, error="invalid_token") from None
+        if not await _token_is_live(request, claims.token_id):
+            raise challenge(_realm(request), policy.service, None, error="invalid_token")
         principal = (
             Principal(claims.subject, claims.admin, claims.limit, claims.token_id)
             if claims.subject
@@ -195,7 +222,7 @@ async def _authenticate(request: web.Request) -> tuple[Principal | None, Claims 
         principal = None
         if credentials is not None:
             principal = await _principal_from_basic(authority, issuer, *credentials)
-        if principal is None:
+        if principal is None or not await _token_is_live(request, principal.token_id):
             raise challenge(_realm(request), policy.service, None)
         return principal, None
     return None, None
@@ -286,6 +313,10 @@ async def token_endpoint(request: web.Request) -> web.Response:
         token_id=principal.token_id if principal else None,
     )
     issued = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
-    body = {"token": token, "access_token": token, "expires_in": int(policy.token_ttl),
-            "issued_at": issued}
+    body = {
+        "token": token,
+        "access_token": token,
+        "expires_in": int(policy.token_ttl),
+        "issued_at": issued,
+    }
     return web.json_response(body)

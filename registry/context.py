@@ -25,10 +25,13 @@ class RegistryContext:
     generation: Generation
     tags: GenerationCache[tuple[str, str], str] = field(init=False)
     manifests: GenerationCache[tuple[str, str], ManifestRecord] = field(init=False)
+    # API token id -> still live; revoking a token bumps the generation, so this never lags.
+    live_tokens: GenerationCache[str, bool] = field(init=False)
 
     def __post_init__(self) -> None:
         self.tags = GenerationCache(self.generation, 65536)
         self.manifests = GenerationCache(self.generation, 4096)
+        self.live_tokens = GenerationCache(self.generation, 4096)
 
     def changed(self) -> None:
         """Call after a commit that moves or removes a tag, manifest or repository."""

@@ -111,11 +111,14 @@ async def _check_references(
     for descriptor in parsed.blobs:
         size = sizes.get(descriptor.digest)
         if size is None:
-            raise RegistryError(ErrorCode.MANIFEST_BLOB_UNKNOWN, detail={"digest": descriptor.digest})
+            raise RegistryError(
+                ErrorCode.MANIFEST_BLOB_UNKNOWN, detail={"digest": descriptor.digest}
+            )
         if size != descriptor.size:
             raise RegistryError(
                 ErrorCode.MANIFEST_INVALID,
-                f"descriptor of {descriptor.digest} says {descriptor.size} bytes, the blob has {size}",
+                f"descriptor of {descriptor.digest} says {descriptor.size} bytes,"
+                f" the blob has {size}",
             )
     children = [d.digest for d in parsed.manifests]
     present = await ctx.repositories.present_manifests(name, children)

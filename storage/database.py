@@ -100,7 +100,7 @@ class Database:
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
         rows = await self.reader.execute_fetchall(sql, params)
-        return next(iter(rows), None)  # type: ignore[no-any-return]
+        return next(iter(rows), None)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return list(await self.reader.execute_fetchall(sql, params))

@@ -164,7 +164,9 @@ class UploadSessions:
         running = self._hashes.get(upload.id)
         if algorithm == "sha256" and running is not None and running.offset == upload.offset:
             return running
-        hasher = await asyncio.to_thread(_hash_prefix, self._path(upload.id), upload.offset, algorithm)
+        hasher = await asyncio.to_thread(
+            _hash_prefix, self._path(upload.id), upload.offset, algorithm
+        )
         running = _RunningHash(upload.offset, hasher)
         if algorithm == "sha256":
             self._hashes[upload.id] = running
@@ -205,7 +207,7 @@ def _write_and_hash(f: BinaryIO, hasher: hashlib._Hash, data: bytes) -> None:
 
 
 def _open_at(path: Path, offset: int) -> BinaryIO:
-    f = open(path, "r+b")  # noqa: SIM115 - closed by _write_stream
+    f = open(path, "r+b")
     f.truncate(offset)
     f.seek(offset)
     return f

@@ -90,7 +90,7 @@ def _spawn(
         "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
         *extra_args,
     ]  # fmt: skip
-    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
+    log = open(log_path, "ab")
     return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -118,7 +118,9 @@ def running_beakerd(tmp: Path, extra_args: list[str] | None = None) -> Iterator[
     port = free_port()
     log_path = tmp / "beakerd.log"
     args = list(extra_args or [])
-    server = Server(port, data_dir, home, _spawn(port, data_dir, home, log_path, args), log_path, args)
+    server = Server(
+        port, data_dir, home, _spawn(port, data_dir, home, log_path, args), log_path, args
+    )
     try:
         _wait_ready(server)
         yield server

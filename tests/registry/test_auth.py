@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from beakerd.app import create_app
 from beakerd.settings import Settings
 from registry.auth import AUTHORITY, Principal
+from registry.context import REGISTRY
 from registry.tokens import TOKENS, Grant
 from tests.registry.helpers import OCI_MANIFEST, digest_of, error_code
 
@@ -20,12 +21,18 @@ TOKENS_BY_ACCOUNT = {"alice": "alice-secret", "bob": "bob-secret", "root": "root
 
 
 class StaticAuthority:
-    """Accounts own their namespace; `root` is an admin."""
+    """Accounts own their namespace; `root` is an admin. Each API token's id is its account."""
+
+    def __init__(self) -> None:
+        self.revoked: set[str] = set()
 
     async def authenticate(self, username: str, secret: str) -> Principal | None:
         if TOKENS_BY_ACCOUNT.get(username) != secret:
             return None
-        return Principal(username, admin=username == "root")
+        return Principal(username, admin=username == "root", token_id=username)
+
+    async def token_is_live(self, token_id: str) -> bool:
+        return token_id not in self.revoked
 
     async def allowed_actions(self, principal: Principal | None, repository: str) -> frozenset[str]:
         if principal is None:
@@ -109,8 +116,11 @@ async def test_other_namespaces_are_denied_alike_whether_they_exist_or_not(clien
     )
     answers = []
     for name in ("bob/secret", "bob/absent"):
-        for method, path in (("GET", "tags/list"), ("GET", "manifests/latest"),
-                             ("POST", "blobs/uploads/")):
+        for method, path in (
+            ("GET", "tags/list"),
+            ("GET", "manifests/latest"),
+            ("POST", "blobs/uploads/"),
+        ):
             resp = await client.request(method, f"/v2/{name}/{path}", headers=bearer(alice))
             answers.append((resp.status, await resp.text()))
     assert {status for status, _ in answers} == {403}
@@ -126,7 +136,9 @@ async def test_scope_wider_than_the_token_asks_for_a_new_token(client: Any) -> N
 
 
 async def test_minted_credential_pushes_only_its_repository(client: Any) -> None:
-    minted = client.app[TOKENS].issue("alice", [Grant("image/repo1", frozenset({"pull", "push"}))], 600)
+    minted = client.app[TOKENS].issue(
+        "alice", [Grant("image/repo1", frozenset({"pull", "push"}))], 600
+    )
     resp = await client.get(
         "/v2/token",
         params={"scope": ["repository:image/repo1:pull,push"]},
@@ -138,7 +150,10 @@ async def test_minted_credential_pushes_only_its_repository(client: Any) -> None
     # Even the account's own namespace is out of reach with this credential.
     resp = await client.get(
         "/v2/token",
-        params=[("scope", "repository:image/repo2:pull,push"), ("scope", "repository:alice/x:push")],
+        params=[
+            ("scope", "repository:image/repo2:pull,push"),
+            ("scope", "repository:alice/x:push"),
+        ],
         headers=basic("alice", minted),
     )
     other = (await resp.json())["token"]
@@ -151,12 +166,21 @@ async def test_catalog_lists_only_readable_repositories(client: Any) -> None:
     for user in ("alice", "bob"):
         token = await token_for(client, user, f"repository:{user}/app:pull,push")
         config = b"{}"
-        await client.post(f"/v2/{user}/app/blobs/uploads/", params={"digest": digest_of(config)},
-                          data=config, headers=bearer(token))
-        manifest = ('{"schemaVersion":2,"mediaType":"%s","config":{"mediaType":"a/b","digest":"%s",'
-                    '"size":2},"layers":[]}' % (OCI_MANIFEST, digest_of(config)))
-        resp = await client.put(f"/v2/{user}/app/manifests/v1", data=manifest,
-                                headers={**bearer(token), "Content-Type": OCI_MANIFEST})
+        await client.post(
+            f"/v2/{user}/app/blobs/uploads/",
+            params={"digest": digest_of(config)},
+            data=config,
+            headers=bearer(token),
+        )
+        manifest = (
+            f'{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"a/b","digest":"{digest_of(config)}",'
+            '"size":2},"layers":[]}'
+        )
+        resp = await client.put(
+            f"/v2/{user}/app/manifests/v1",
+            data=manifest,
+            headers={**bearer(token), "Content-Type": OCI_MANIFEST},
+        )
         assert resp.status == 201
     without_scope = await token_for(client, "alice")
     resp = await client.get("/v2/_catalog", headers=bearer(without_scope))
@@ -183,3 +207,14 @@ async def test_anonymous_pull_setting_allows_reads_only(tmp_path: Path) -> None:
 async def test_basic_credentials_work_directly(client: Any) -> None:
     assert await push(client, "alice/direct", basic("alice", "alice-secret")) == 201
     assert await push(client, "bob/direct", basic("alice", "alice-secret")) == 403
+
+
+async def test_revoking_the_api_token_stops_its_registry_tokens_at_once(client: Any) -> None:
+    token = await token_for(client, "alice", "repository:alice/app:pull,push")
+    assert (await client.get("/v2/", headers=bearer(token))).status == 200
+    client.app[AUTHORITY].revoked.add("alice")
+    client.app[REGISTRY].changed()  # what revoking does, through the metadata store
+    resp = await client.get("/v2/", headers=bearer(token))
+    assert resp.status == 401
+    assert 'error="invalid_token"' in resp.headers["WWW-Authenticate"]
+    assert (await client.get("/v2/token", headers=basic("alice", "alice-secret"))).status == 401

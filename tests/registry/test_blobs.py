@@ -50,8 +50,9 @@ async def test_chunked_upload_with_out_of_order_chunk_refused(client: Client) ->
     assert start.status == 202
     location = start.headers["Location"]
     first = await client.patch(
-        location, data=data[:1000], headers={"Content-Range": "0-999",
-                                             "Content-Type": "application/octet-stream"}
+        location,
+        data=data[:1000],
+        headers={"Content-Range": "0-999", "Content-Type": "application/octet-stream"},
     )
     assert first.status == 202
     assert first.headers["Range"] == "0-999"

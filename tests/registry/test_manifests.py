@@ -50,9 +50,15 @@ async def test_manifest_with_missing_blob_is_refused(client: Client) -> None:
 
 
 async def test_malformed_manifests_are_manifest_invalid(client: Client) -> None:
-    for body in (b"not json", b"[1,2]", b"\xff\xfe\x00", b"[" * 100000 + b"]" * 100000,
-                 json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                             "config": {"digest": 5}, "layers": "x"}).encode()):
+    for body in (
+        b"not json",
+        b"[1,2]",
+        b"\xff\xfe\x00",
+        b"[" * 100000 + b"]" * 100000,
+        json.dumps(
+            {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": {"digest": 5}, "layers": "x"}
+        ).encode(),
+    ):
         resp = await client.put(
             "/v2/bad/manifests/latest", data=body, headers={"Content-Type": OCI_MANIFEST}
         )
@@ -69,7 +75,7 @@ async def test_manifest_over_four_mib_is_refused(client: Client) -> None:
 
 
 async def test_put_by_wrong_digest_is_digest_invalid(client: Client) -> None:
-    digest, body = await push_image(client, "wrong", "t", [b"l"])
+    _digest, body = await push_image(client, "wrong", "t", [b"l"])
     resp = await client.put(
         f"/v2/wrong/manifests/{digest_of(b'other')}",
         data=body,
@@ -89,8 +95,11 @@ async def test_overwriting_a_tag_moves_it(client: Client) -> None:
 
 async def test_delete_by_tag_keeps_manifest_and_by_digest_removes_its_tags(client: Client) -> None:
     digest, _ = await push_image(client, "rm", "a", [b"x"])
-    await client.put(f"/v2/rm/manifests/b", data=(await (await client.get(
-        f"/v2/rm/manifests/{digest}")).read()), headers={"Content-Type": OCI_MANIFEST})
+    await client.put(
+        "/v2/rm/manifests/b",
+        data=(await (await client.get(f"/v2/rm/manifests/{digest}")).read()),
+        headers={"Content-Type": OCI_MANIFEST},
+    )
     assert (await client.delete("/v2/rm/manifests/a")).status == 202
     assert (await client.get("/v2/rm/manifests/a")).status == 404
     assert (await client.get("/v2/rm/manifests/b")).status == 200
@@ -101,12 +110,15 @@ async def test_delete_by_tag_keeps_manifest_and_by_digest_removes_its_tags(clien
 
 
 async def test_index_requires_its_manifests_in_the_repository(client: Client) -> None:
-    amd, amd_body = await push_image(client, "multi", None, [b"amd"])
+    _amd, amd_body = await push_image(client, "multi", None, [b"amd"])
     index = {
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
         "manifests": [
-            {**descriptor(OCI_MANIFEST, amd_body), "platform": {"os": "linux", "architecture": "amd64"}},
+            {
+                **descriptor(OCI_MANIFEST, amd_body),
+                "platform": {"os": "linux", "architecture": "amd64"},
+            },
             descriptor(OCI_MANIFEST, b"unknown manifest"),
         ],
     }
@@ -123,7 +135,9 @@ async def test_index_requires_its_manifests_in_the_repository(client: Client) ->
         "/v2/multi/manifests/latest", headers={"Accept": OCI_MANIFEST}
     )
     assert only_manifests.status == 404
-    ok = await client.get("/v2/multi/manifests/latest", headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"})
+    ok = await client.get(
+        "/v2/multi/manifests/latest", headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"}
+    )
     assert ok.status == 200
 
 
@@ -131,19 +145,28 @@ async def test_docker_schema2_manifest_and_list(client: Client) -> None:
     config, layer = b'{"os":"linux"}', b"docker layer"
     await push_blob(client, "dock", config)
     await push_blob(client, "dock", layer)
-    manifest = json.dumps({
-        "schemaVersion": 2,
-        "mediaType": DOCKER_MANIFEST,
-        "config": descriptor("application/vnd.docker.container.image.v1+json", config),
-        "layers": [descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", layer)],
-    }).encode()
-    resp = await client.put("/v2/dock/manifests/v1", data=manifest,
-                            headers={"Content-Type": DOCKER_MANIFEST})
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_MANIFEST,
+            "config": descriptor("application/vnd.docker.container.image.v1+json", config),
+            "layers": [descriptor("application/vnd.docker.image.rootfs.diff.tar.gzip", layer)],
+        }
+    ).encode()
+    resp = await client.put(
+        "/v2/dock/manifests/v1", data=manifest, headers={"Content-Type": DOCKER_MANIFEST}
+    )
     assert resp.status == 201
-    listing = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_LIST,
-                          "manifests": [descriptor(DOCKER_MANIFEST, manifest)]}).encode()
-    resp = await client.put("/v2/dock/manifests/list", data=listing,
-                            headers={"Content-Type": DOCKER_LIST})
+    listing = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": DOCKER_LIST,
+            "manifests": [descriptor(DOCKER_MANIFEST, manifest)],
+        }
+    ).encode()
+    resp = await client.put(
+        "/v2/dock/manifests/list", data=listing, headers={"Content-Type": DOCKER_LIST}
+    )
     assert resp.status == 201
     got = await client.get("/v2/dock/manifests/list", headers={"Accept": DOCKER_LIST})
     assert got.headers["Content-Type"] == DOCKER_LIST
@@ -164,29 +187,37 @@ async def test_artifact_with_subject_is_listed_as_referrer(client: Client) -> No
         "annotations": {"org.example": "yes"},
     }
     body = json.dumps(artifact).encode()
-    resp = await client.put(f"/v2/art/manifests/{digest_of(body)}", data=body,
-                            headers={"Content-Type": OCI_MANIFEST})
+    resp = await client.put(
+        f"/v2/art/manifests/{digest_of(body)}", data=body, headers={"Content-Type": OCI_MANIFEST}
+    )
     assert resp.status == 201
     assert resp.headers["OCI-Subject"] == subject
     listed = await client.get(f"/v2/art/referrers/{subject}")
     assert listed.status == 200
     assert listed.headers["Content-Type"] == OCI_INDEX
     index = await listed.json()
-    assert index["manifests"] == [{
-        "mediaType": OCI_MANIFEST, "digest": digest_of(body), "size": len(body),
-        "artifactType": "application/vnd.example.sig", "annotations": {"org.example": "yes"},
-    }]
-    filtered = await client.get(f"/v2/art/referrers/{subject}",
-                                params={"artifactType": "application/other"})
+    assert index["manifests"] == [
+        {
+            "mediaType": OCI_MANIFEST,
+            "digest": digest_of(body),
+            "size": len(body),
+            "artifactType": "application/vnd.example.sig",
+            "annotations": {"org.example": "yes"},
+        }
+    ]
+    filtered = await client.get(
+        f"/v2/art/referrers/{subject}", params={"artifactType": "application/other"}
+    )
     assert filtered.headers["OCI-Filters-Applied"] == "artifactType"
     assert (await filtered.json())["manifests"] == []
 
 
 async def test_tag_list_and_catalog_paginate_in_lexical_order(client: Client) -> None:
-    digest, body = await push_image(client, "pages/repo", "b", [b"p"])
+    _digest, body = await push_image(client, "pages/repo", "b", [b"p"])
     for tag in ("c", "a", "d"):
-        await client.put(f"/v2/pages/repo/manifests/{tag}", data=body,
-                         headers={"Content-Type": OCI_MANIFEST})
+        await client.put(
+            f"/v2/pages/repo/manifests/{tag}", data=body, headers={"Content-Type": OCI_MANIFEST}
+        )
     first = await client.get("/v2/pages/repo/tags/list", params={"n": "2"})
     assert (await first.json())["tags"] == ["a", "b"]
     assert first.headers["Link"] == '</v2/pages/repo/tags/list?n=2&last=b>; rel="next"'

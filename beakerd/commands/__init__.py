@@ -1,0 +1,1 @@
+"""The `beakerd` subcommands, one module each: `register()` adds its parser, `run()` does it."""
