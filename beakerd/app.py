@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from beakerd import health, metrics
 from beakerd.settings import Settings
+from metadata.authority import BeakerAuthority
 from metadata.context import METADATA
 from metadata.routes import add_routes as add_metadata_routes
 from metadata.startup import open_metadata
-from registry.auth import AUTH_POLICY, AuthPolicy, registry_auth
+from registry.auth import AUTH_POLICY, AUTHORITY, AuthPolicy, registry_auth
 from registry.context import REGISTRY, RegistryContext
 from registry.middleware import registry_errors
 from registry.routes import add_routes as add_registry_routes
 from registry.tokens import TOKENS, TokenIssuer, load_or_create_key
 from storage.blobs import BlobStore
 from storage.database import Database
+from storage.gc import GarbageCollector, GcPolicy, run_periodically
 from storage.generation import Generation
 from storage.repositories import Repositories
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
@@ -38,6 +42,9 @@ def create_app(settings: Settings) -> web.Application:
     add_registry_routes(app)
     add_metadata_routes(app)
     app.cleanup_ctx.append(_storage)
+    # After _storage: the metrics gauges read the database it opens.
+    health.add_routes(app, DATABASE, settings.data_dir)
+    metrics.add_routes(app, DATABASE)
     return app
 
 
@@ -67,9 +74,28 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         bootstrap_account=settings.bootstrap_account,
         token_ttl_seconds=settings.token_ttl_seconds,
     )
+    if AUTHORITY not in app:  # tests may bring their own
+        app[AUTHORITY] = BeakerAuthority(db)
+    collector = GarbageCollector(db, root, gc_policy(settings), on_change=generation.bump)
+    gc_task = (
+        asyncio.create_task(run_periodically(collector, settings.gc_interval_seconds))
+        if settings.gc_interval_seconds > 0
+        else None
+    )
     yield
+    if gc_task is not None:
+        gc_task.cancel()
+        await asyncio.gather(gc_task, return_exceptions=True)
     generation.close()
     await db.close()
+
+
+def gc_policy(settings: Settings) -> GcPolicy:
+    return GcPolicy(
+        grace_seconds=settings.gc_grace_seconds,
+        upload_expiry_seconds=settings.upload_expiry_seconds,
+        untagged_manifests=settings.gc_untagged_manifests,
+    )
 
 
 SETTINGS = web.AppKey("settings", Settings)

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
-from pydantic import ValidationError
-
-from beakerd.commands import serve
-from beakerd.settings import Settings
+from beakerd.commands import fsck, gc, serve
+from beakerd.logging_setup import configure_logging
+from beakerd.settings import ConfigError, Settings, load_settings
 
 # Options every subcommand takes, because they say where the data is and how to log.
-_SETTINGS_FROM_ARGS = ("host", "port", "public_address", "data_dir", "log_level")
+_SETTINGS_FROM_ARGS = (
+    "host",
+    "port",
+    "public_address",
+    "data_dir",
+    "log_level",
+    "log_format",
+    "workers",
+    "shutdown_grace_seconds",
+    "access_log",
+)
 
 Command = Callable[[Settings, argparse.Namespace], int]
 
@@ -22,37 +31,39 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="beakerd", description=__doc__)
     parser.add_argument("--data-dir", help="where blobs and the database live")
     parser.add_argument("--log-level", help="debug, info, warning or error")
+    parser.add_argument("--log-format", help="text (default) or json, one object per line")
+    parser.add_argument(
+        "--config", type=Path, help="settings file, YAML or TOML (default: $BEAKERD_CONFIG)"
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve,):
+    for module in (serve, gc, fsck):
         module.register(commands)
     # Accept the shared options after the subcommand too: `beakerd serve --data-dir D`.
     for sub in commands.choices.values():
         sub.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         sub.add_argument("--log-level", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sub.add_argument("--log-format", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        sub.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    """Flags given on the command line over BEAKERD_* over the config file over defaults."""
     given = {
         key: getattr(args, key)
         for key in _SETTINGS_FROM_ARGS
         if getattr(args, key, None) is not None
     }
-    return Settings(**given)
+    return load_settings(given, getattr(args, "config", None))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = _settings(args)
-    except ValidationError as e:
-        for error in e.errors():
-            field = ".".join(str(p) for p in error["loc"]) or "settings"
-            print(f"beakerd: invalid {field}: {error['msg']}", file=sys.stderr)
+    except ConfigError as e:
+        print(f"beakerd: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.log_level, settings.log_format)
     run: Command = args.run
     return run(settings, args)

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import os
+import tomllib
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import yaml
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+# The values of `--config FILE` while `load_settings` builds Settings.
+_CONFIG_FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar(
+    "beakerd_config_file", default=None
+)
 
 
 def default_data_dir() -> Path:
@@ -30,6 +44,43 @@ class Settings(BaseSettings):
     bootstrap_account: str | None = None
     # Lifetime of registry bearer tokens and of the push credentials minted for an image.
     token_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
+    # Garbage collection (storage/gc.py): how often the server collects in the background
+    # (0 = never; `beakerd gc` still works), how long anything created or linked stays safe
+    # from collection, when an idle upload session expires, and whether manifests that no tag,
+    # index, subject or Beaker image holds are collected.
+    gc_interval_seconds: float = Field(default=3600.0, ge=0)
+    gc_grace_seconds: float = Field(default=3600.0, ge=0)
+    upload_expiry_seconds: float = Field(default=86400.0, ge=0)
+    gc_untagged_manifests: bool = False
+    # HTTPS: a certificate chain and its key (PEM), or `tls_auto` to make and keep a CA and a
+    # server certificate under `<data_dir>/tls/` (see beakerd/tls.py).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_auto: bool = False
+    # A request body (blob chunk, manifest) that sends nothing for this long is abandoned:
+    # the client gets an error and an upload session stays at its last acknowledged offset.
+    body_read_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # Logs: `text` lines for people, `json` (one object a line) for log collectors.
+    log_format: Literal["text", "json"] = "text"
+    # One line per request on the `beakerd.access` logger (metrics are kept either way).
+    access_log: bool = True
+    # Processes serving the one port (SO_REUSEPORT) over the same data folder.
+    workers: int = Field(default=1, ge=1, le=64)
+    # On SIGTERM: how long requests in flight may take to finish before they are cut off.
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Flags (init kwargs) over BEAKERD_* variables over the config file over defaults.
+        file_values = InitSettingsSource(settings_cls, dict(_CONFIG_FILE_VALUES.get() or {}))
+        return (init_settings, env_settings, file_values)
 
     @field_validator("log_level")
     @classmethod
@@ -40,6 +91,15 @@ class Settings(BaseSettings):
         return level
 
     @property
+    def tls_enabled(self) -> bool:
+        return self.tls_auto or self.tls_cert is not None
+
+    @property
+    def url_scheme(self) -> str:
+        """`https` when serving TLS: token realms and the Beaker `agent_address` use it."""
+        return "https" if self.tls_enabled else "http"
+
+    @property
     def listen_address(self) -> str:
         return f"{self.host}:{self.port}"
 
@@ -47,3 +107,80 @@ class Settings(BaseSettings):
     def registry_address(self) -> str:
         """host:port as clients address the registry, e.g. in `docker push HOST:PORT/repo`."""
         return self.public_address or self.listen_address
+
+
+# -- loading: flags > BEAKERD_* > config file > defaults, one clear line per mistake -------------
+
+ENV_PREFIX = "BEAKERD_"
+# Where to find the config file when no --config flag is given.
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+
+
+class ConfigError(Exception):
+    """A setting or config file that cannot be used; the message is one line for the user."""
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings in a YAML or TOML file (TOML when it ends in .toml), keys as field names."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        raise ConfigError(f"config file {path} cannot be read: {reason}") from None
+    data: Any
+    if path.suffix.lower() == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    else:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            where = getattr(e, "problem_mark", None)
+            at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+            problem = getattr(e, "problem", None) or "syntax error"
+            raise ConfigError(f"config file {path} is not valid YAML{at}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of setting: value")
+    # `data-dir` and `data_dir` both name the field data_dir, as the flag and the variable do.
+    return {str(key).replace("-", "_"): value for key, value in data.items()}
+
+
+def load_settings(flags: dict[str, Any], config_file: Path | None = None) -> Settings:
+    """Settings from flags (only those given), BEAKERD_* variables, the config file, defaults.
+
+    `config_file` defaults to $BEAKERD_CONFIG when set. Raises ConfigError naming the setting
+    and where its bad value came from.
+    """
+    if config_file is None and os.environ.get(CONFIG_ENV):
+        config_file = Path(os.environ[CONFIG_ENV])
+    file_values = read_config_file(config_file) if config_file is not None else {}
+    token = _CONFIG_FILE_VALUES.set(file_values)
+    try:
+        return Settings(**flags)
+    except ValidationError as e:
+        error = e.errors()[0]
+        field = ".".join(str(p) for p in error["loc"]) or "settings"
+        key = field.split(".")[0]
+        if error["type"] == "extra_forbidden":
+            raise ConfigError(
+                f"config file {config_file}: unknown setting {key!r}"
+                if key in file_values
+                else f"unknown setting {key!r}"
+            ) from None
+        if key in flags:
+            source = f"--{key.replace('_', '-')}"
+        elif (ENV_PREFIX + key).upper() in {name.upper() for name in os.environ}:
+            source = (ENV_PREFIX + key).upper()
+        elif key in file_values:
+            source = f"config file {config_file}"
+        else:
+            source = "default"
+        raise ConfigError(f"invalid {field} (from {source}): {error['msg']}") from None
+    finally:
+        _CONFIG_FILE_VALUES.reset(token)

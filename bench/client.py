@@ -200,11 +200,12 @@ class RegistryClient:
     def ensure_login(self, repo: str) -> None:
         """Get (fresh) push+pull credentials for `repo` before a timed run or a wrk run.
 
-        Opening an upload session is the cheapest request that needs push rights; the session
-        is left to expire.
+        Opening an upload session is the cheapest request that needs push rights; it is
+        cancelled straight away so that no empty session lingers.
         """
         self.authorization = None
-        self.request("POST", f"/v2/{repo}/blobs/uploads/", expect=(202,))
+        location = self.start_upload(repo)
+        self.request("DELETE", location, expect=(200, 202, 204, 404))
 
     # -- registry operations -------------------------------------------------------------------
 

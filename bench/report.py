@@ -42,9 +42,15 @@ METRICS: list[Metric] = [
         "server CPU per GB pushed, monolithic",
         "s",
         None,
-        "(info)",
+        "info, lower is better",
     ),
-    Metric("push_chunked_cpu", "server CPU per GB pushed, chunked", "s", None, "(info)"),
+    Metric(
+        "push_chunked_cpu",
+        "server CPU per GB pushed, chunked",
+        "s",
+        None,
+        "info, lower is better",
+    ),
     Metric("pull", "blob pull (GET)", "MB/s", lambda b, r: r is not None and b >= r, ">= 1x ref"),
     Metric(
         "manifest_get",

@@ -184,7 +184,8 @@ class RegistryClient:
             return None
         m = _REPO_IN_PATH.match(urlsplit(url).path)
         if m:
-            for scope, token in self._tokens.items():
+            # The newest token for the repository first: it answered the latest challenge.
+            for scope, token in reversed(self._tokens.items()):
                 if f"repository:{m.group(1)}:" in scope:
                     return f"Bearer {token}"
         return f"Bearer {self._last_token}" if self._last_token else None
@@ -212,7 +213,9 @@ class RegistryClient:
         token = doc.get("token") or doc.get("access_token") if isinstance(doc, dict) else None
         if not token:
             return False
-        self._tokens[params.get("scope", "")] = str(token)
+        scope = params.get("scope", "")
+        self._tokens.pop(scope, None)  # re-inserted last: newest tokens are tried first
+        self._tokens[scope] = str(token)
         self._last_token = str(token)
         return True
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+from pathlib import Path
+from typing import BinaryIO
+
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from registry.access import DELETE, PULL, require
 from registry.context import REGISTRY
@@ -12,6 +18,8 @@ from registry.visibility import visible_blob_size
 
 # Blobs never change, so clients and proxies may keep them for as long as they like.
 _IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
+# Under TLS there is no sendfile: the file is read in a thread, one chunk ahead of the socket.
+STREAM_CHUNK = 1 << 20
 
 
 def _blob_unknown(digest: str) -> RegistryError:
@@ -42,7 +50,85 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     if await ctx.blobs.size_on_disk(digest) is None:
         # A row without its file: fsck reports it; the client hears the blob is gone.
         raise _blob_unknown(str(digest))
+    if request.transport is not None and request.transport.get_extra_info("sslcontext"):
+        # aiohttp's FileResponse falls back to small, unpipelined writes under TLS.
+        return ThreadedFileResponse(path, headers)
     return web.FileResponse(path, headers=headers)
+
+
+def byte_range(request: web.BaseRequest, size: int) -> tuple[int, int] | None:
+    """(start, count) of a satisfiable Range, None without one; raises ValueError if unsatisfiable.
+
+    Exactly aiohttp's FileResponse rules, so both ways of serving a blob answer alike.
+    """
+    rng = request.http_range  # ValueError for a malformed or multi-part range
+    start, end = rng.start, rng.stop
+    if start is None:
+        return None
+    if start < 0 and end is None:  # a suffix: the last -start bytes
+        start = max(start + size, 0)
+        count = size - start
+    else:
+        count = min(end if end is not None else size, size) - start
+    if start >= size:
+        raise ValueError("range starts past the end")
+    return start, count
+
+
+class ThreadedFileResponse(web.StreamResponse):
+    """A file read in 1 MiB chunks by a thread, one chunk ahead of the socket.
+
+    Like FileResponse it is prepared by aiohttp after the middlewares have added their
+    headers, and it answers Range with 206/416 by the same rules.
+    """
+
+    def __init__(self, path: Path, headers: dict[str, str]) -> None:
+        super().__init__(headers=headers)
+        self._path = path
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return await super().prepare(request)
+        f = await asyncio.to_thread(self._path.open, "rb")
+        try:
+            return await self._send(request, f)
+        finally:
+            await asyncio.to_thread(f.close)
+
+    async def _send(self, request: web.BaseRequest, f: BinaryIO) -> AbstractStreamWriter | None:
+        size = (await asyncio.to_thread(os.fstat, f.fileno())).st_size
+        try:
+            wanted = byte_range(request, size)
+        except ValueError:
+            self.set_status(416)
+            self.headers["Content-Range"] = f"bytes */{size}"
+            return await super().prepare(request)
+        start, count = wanted if wanted is not None else (0, size)
+        if wanted is not None:
+            self.set_status(206)
+            self.headers["Content-Range"] = f"bytes {start}-{start + count - 1}/{size}"
+        self.content_length = count
+        writer = await super().prepare(request)
+        if count <= 0 or request.method == "HEAD":
+            return writer
+        await asyncio.to_thread(f.seek, start)
+        loop = asyncio.get_running_loop()
+        remaining = count
+        ahead = loop.run_in_executor(None, f.read, min(STREAM_CHUNK, remaining))
+        try:
+            while remaining > 0:
+                chunk = await ahead
+                if not chunk:
+                    break  # the file shrank under us: the client sees a short body
+                remaining -= len(chunk)
+                if remaining > 0:
+                    ahead = loop.run_in_executor(None, f.read, min(STREAM_CHUNK, remaining))
+                await self.write(chunk)
+        finally:
+            if not ahead.done():
+                await asyncio.gather(ahead, return_exceptions=True)
+        await self.write_eof()
+        return writer
 
 
 async def delete_blob(request: web.Request) -> web.Response:

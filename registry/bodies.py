@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -9,6 +10,33 @@ from aiohttp import web
 from registry.errors import ErrorCode, RegistryError
 
 BATCH_BYTES = 1 << 20
+# Seconds a body may send nothing before it is abandoned (a stalled or hostile client must
+# not hold an upload's lock, a worker's memory or a socket forever). The app sets it from
+# the settings; in-process tests set it small.
+BODY_READ_TIMEOUT = web.AppKey("body_read_timeout", float)
+DEFAULT_BODY_READ_TIMEOUT = 60.0
+
+
+def _read_timeout(request: web.Request) -> float:
+    return request.app.get(BODY_READ_TIMEOUT, DEFAULT_BODY_READ_TIMEOUT)
+
+
+async def _read_some(request: web.Request, seconds: float, code: ErrorCode) -> bytes:
+    """The next piece of the body, or 408 when none arrives within `seconds`.
+
+    Nothing read by this request is acknowledged by then, so an upload session stays at
+    its last acknowledged offset and the client may resume from there.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            return await request.content.readany()
+    except TimeoutError:
+        raise RegistryError(
+            code,
+            f"request body stalled: nothing received for {seconds:g} s",
+            status=408,
+            headers={"Connection": "close"},
+        ) from None
 
 
 def declared_length(request: web.Request) -> int | None:
@@ -31,9 +59,9 @@ async def batches(request: web.Request) -> AsyncIterator[bytes]:
     received = 0
     pending: list[bytes] = []
     pending_bytes = 0
-    content = request.content
+    timeout = _read_timeout(request)
     while True:
-        data = await content.readany()
+        data = await _read_some(request, timeout, ErrorCode.BLOB_UPLOAD_INVALID)
         if not data:
             break
         pending.append(data)
@@ -59,8 +87,9 @@ async def read_capped(request: web.Request, limit: int) -> bytes:
         raise too_big
     chunks: list[bytes] = []
     size = 0
+    timeout = _read_timeout(request)
     while True:
-        data = await request.content.readany()
+        data = await _read_some(request, timeout, ErrorCode.MANIFEST_INVALID)
         if not data:
             break
         size += len(data)

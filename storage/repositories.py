@@ -47,6 +47,15 @@ class NewManifest:
     manifest_digests: Sequence[str]
 
 
+class MissingBlobs(LookupError):
+    """A manifest names blobs that are no longer stored (garbage collected since the client
+    checked them); the client must push them again. Maps to MANIFEST_BLOB_UNKNOWN."""
+
+    def __init__(self, digests: Sequence[str]) -> None:
+        super().__init__(f"blobs not stored: {', '.join(digests)}")
+        self.digests = list(digests)
+
+
 class Repositories:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -136,6 +145,10 @@ class Repositories:
         """Store a manifest, link every blob it references, and point `tag` at it."""
         async with self.db.transaction() as conn:
             now = time.time()
+            # Checked inside the transaction that adds the references: garbage collection
+            # deletes rows in a transaction too, so either it ran first (and the client hears
+            # the blob is gone) or it sees these references and keeps the blobs.
+            await _require_blobs(conn, manifest.blob_digests)
             repo_id = await _ensure_repository(conn, repository)
             await conn.execute(
                 "INSERT INTO manifest_contents (digest, content) VALUES (?, ?)"
@@ -262,11 +275,28 @@ async def _ensure_repository(conn: aiosqlite.Connection, name: str) -> int:
     return int(rows[0][0])
 
 
+async def _require_blobs(conn: aiosqlite.Connection, digests: Sequence[str]) -> None:
+    wanted = list(dict.fromkeys(digests))
+    present: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        part = wanted[start : start + 500]
+        marks = ",".join("?" * len(part))
+        rows = await conn.execute_fetchall(
+            f"SELECT digest FROM blobs WHERE digest IN ({marks})", part
+        )
+        present.update(str(row[0]) for row in rows)
+    missing = [d for d in wanted if d not in present]
+    if missing:
+        raise MissingBlobs(missing)
+
+
 async def _link_blobs(
     conn: aiosqlite.Connection, repo_id: int, digests: Sequence[str], now: float
 ) -> None:
+    # A link's time is refreshed whenever a client pushes, mounts or references the blob
+    # again: the garbage collector's grace period counts from the newest of these.
     await conn.executemany(
         "INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?)"
-        " ON CONFLICT DO NOTHING",
+        " ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at",
         [(repo_id, d, now) for d in digests],
     )

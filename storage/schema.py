@@ -74,4 +74,13 @@ MIGRATIONS: list[str] = [
         updated_at REAL NOT NULL
     ) WITHOUT ROWID
     """,
+    # The digest an upload is being published under, set just before its file is linked into
+    # blobs/: if the process dies before the blob's row is committed, the garbage collector
+    # knows which file that session may have left without a row when the session expires.
+    # The index serves GC's scans for recently created or linked blobs.
+    """
+    ALTER TABLE uploads ADD COLUMN digest TEXT;
+    CREATE INDEX uploads_updated_at ON uploads (updated_at);
+    CREATE INDEX blobs_created_at ON blobs (created_at)
+    """,
 ]

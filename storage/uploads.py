@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import os
 import re
+import shutil
 import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from storage.blobs import BlobStore
+from storage.blobs import BlobStore, fsync_dir
 from storage.database import Database
 from storage.digests import Digest
 from storage.repositories import Repositories
@@ -65,6 +66,7 @@ class UploadSessions:
         self.repositories = repositories
         self._hashes: dict[str, _RunningHash] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._publishing: set[str] = set()
 
     def _path(self, upload_id: str) -> Path:
         return self.root / upload_id
@@ -111,10 +113,29 @@ class UploadSessions:
             if actual != digest.hex:
                 await self._discard(upload)
                 raise DigestMismatch(digest, f"{digest.algorithm}:{actual}")
-            await self.blobs.publish(self._path(upload.id), digest)
-            await self.repositories.add_blob(upload.repository, str(digest), upload.offset)
+            await self._publish(upload, digest)
             await self._forget(upload.id)
             return upload.offset
+
+    async def _publish(self, upload: Upload, digest: Digest) -> None:
+        """Put the verified file in place under its digest and commit the blob's row.
+
+        The session keeps its own link to the bytes until the row is committed, and only then
+        checks that the published file still exists: the garbage collector may have removed
+        an old copy of the same digest in between (storage/gc.py, "Removing a blob file").
+        The session row records the digest first, so a crash between the link and the commit
+        leaves a file that GC can find (and remove) when the session expires.
+        """
+        staged, target = self._path(upload.id), self.blobs.path(digest)
+        await self.db.execute(
+            "UPDATE uploads SET digest = ?, updated_at = ? WHERE id = ?",
+            (str(digest), time.time(), upload.id),
+        )
+        self._publishing.add(upload.id)
+        await asyncio.to_thread(_link_into_place, staged, target)
+        await self.repositories.add_blob(upload.repository, str(digest), upload.offset)
+        await asyncio.to_thread(_settle, staged, target)
+        self._publishing.discard(upload.id)
 
     async def ingest(self, repository: str, digest: Digest, chunks: AsyncIterable[bytes]) -> int:
         """A whole blob in one request: stream it to a new session and finish it."""
@@ -122,7 +143,14 @@ class UploadSessions:
         try:
             return await self.finish(upload, digest, chunks)
         except BaseException:
-            await self._discard(upload)
+            if upload.id in self._publishing:
+                # Failed after its file was linked into blobs/: the session row (which names
+                # the digest) stays for GC to settle when it expires.
+                self._publishing.discard(upload.id)
+                self._hashes.pop(upload.id, None)
+                self._locks.pop(upload.id, None)
+            else:
+                await self._discard(upload)
             raise
 
     async def cancel(self, upload: Upload) -> None:
@@ -175,7 +203,7 @@ class UploadSessions:
     async def _final_digest(self, upload: Upload, algorithm: str) -> str:
         running = await self._running_hash(upload, algorithm)
         # Bytes past the acknowledged offset (a write cut short by a crash) are not content.
-        await asyncio.to_thread(os.truncate, self._path(upload.id), upload.offset)
+        await asyncio.to_thread(_truncate_private, self._path(upload.id), upload.offset)
         return running.hasher.copy().hexdigest()
 
     async def _discard(self, upload: Upload) -> None:
@@ -206,7 +234,50 @@ def _write_and_hash(f: BinaryIO, hasher: hashlib._Hash, data: bytes) -> None:
     f.write(data)
 
 
+def _unshare(path: Path) -> None:
+    """Give `path` an inode of its own if a publish that never finished linked it into blobs/.
+
+    Writing or truncating a shared inode would change the published blob's bytes.
+    """
+    if os.stat(path).st_nlink <= 1:
+        return
+    copy = path.with_name(path.name + ".unshared")
+    shutil.copyfile(path, copy)
+    with open(copy, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(copy, path)
+
+
+def _truncate_private(path: Path, length: int) -> None:
+    if os.stat(path).st_size == length:
+        return
+    _unshare(path)
+    os.truncate(path, length)
+
+
+def _link_into_place(staged: Path, target: Path) -> None:
+    """Hard-link the staged file to `target` unless a copy is already there; `staged` stays."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(staged, target)
+    except FileExistsError:
+        return  # Same digest, same bytes: the copy in place serves.
+    fsync_dir(target.parent)
+
+
+def _settle(staged: Path, target: Path) -> None:
+    """After the row is committed: drop the staged link, or restore `target` from it if the
+    garbage collector removed an older copy of the same blob meanwhile."""
+    if target.exists():
+        staged.unlink(missing_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged, target)
+    fsync_dir(target.parent)
+
+
 def _open_at(path: Path, offset: int) -> BinaryIO:
+    _unshare(path)
     f = open(path, "r+b")
     f.truncate(offset)
     f.seek(offset)

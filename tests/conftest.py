@@ -8,6 +8,16 @@ import pytest
 from tests.server import Server, running_beakerd
 
 
+@pytest.fixture(autouse=True)
+def private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """First start writes ~/.beaker/config.yml: every test keeps it in a folder of its own."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("BEAKER_CONFIG", raising=False)
+    return home
+
+
 @pytest.fixture(scope="session")
 def beakerd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One real beakerd for the whole session; tests use distinct repository names."""

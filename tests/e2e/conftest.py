@@ -66,9 +66,6 @@ def running_reference_registry(tmp: Path) -> Iterator[ReferenceRegistry]:
         },
         "http": {"addr": f"127.0.0.1:{port}"},
     }
-    import crypt
-    (tmp / "htpasswd").write_text("tester:" + crypt.crypt("s3cret", crypt.mksalt(crypt.METHOD_BLOWFISH)) + "\n")
-    config["auth"] = {"htpasswd": {"realm": "e2e", "path": str(tmp / "htpasswd")}}
     config_path = tmp / "config.yml"
     config_path.write_text(yaml.safe_dump(config))
     log_path = tmp / "registry.log"
@@ -76,7 +73,7 @@ def running_reference_registry(tmp: Path) -> Iterator[ReferenceRegistry]:
         proc = subprocess.Popen(
             ["docker-registry", "serve", str(config_path)], stdout=log, stderr=subprocess.STDOUT
         )
-    registry = ReferenceRegistry(port, proc, log_path, "tester", "s3cret")
+    registry = ReferenceRegistry(port, proc, log_path)
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -26,12 +26,8 @@ ADMIN = "tester"
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.delenv("BEAKER_CONFIG", raising=False)
-    return home
+def home(private_home: Path) -> Path:
+    return private_home
 
 
 def make_app(tmp_path: Path, with_authority: bool = False, **settings: Any) -> web.Application:
@@ -54,7 +50,7 @@ def config_token(home: Path) -> str:
 
 @pytest.fixture
 async def api(tmp_path: Path, home: Path) -> AsyncIterator[Api]:
-    """The admin `tester`'s view of /api/v3 (registry auth off, as in the registry tests)."""
+    """The admin `tester`'s view of /api/v3 (the admin may also push anywhere on /v2)."""
     app = make_app(tmp_path)
     async with TestClient(TestServer(app)) as client:
         yield Api(client, config_token(home))

@@ -31,6 +31,11 @@ class Api:
         db: Database = self.client.app[METADATA].db
         return db
 
+    @property
+    def admin_basic(self) -> dict[str, str]:
+        """The bootstrap admin's login for /v2, where it may push anywhere."""
+        return basic("tester", self.token)
+
     def headers(self, token: str | None = None) -> dict[str, str]:
         return {
             "Authorization": f"Bearer {token or self.token}",

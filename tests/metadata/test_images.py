@@ -1,4 +1,4 @@
-"""The image lifecycle over /api/v3, with pushes through /v2 (registry auth off here)."""
+"""The image lifecycle over /api/v3, with pushes through /v2 (as the admin, who may push anywhere)."""
 
 from __future__ import annotations
 
@@ -159,7 +159,7 @@ async def test_commit_is_refused_with_a_clear_400_when_nothing_was_pushed(api: A
 
 async def test_commit_pins_the_digest_and_size_and_is_idempotent(api: Api) -> None:
     image = await api.create_image("ready")
-    digest, size = await push_latest(api.client, repository_of(image), [b"layer-1", b"layer-22"])
+    digest, size = await push_latest(api.client, repository_of(image), [b"layer-1", b"layer-22"], api.admin_basic)
     committed = await api.ok("PATCH", f"/images/{image['id']}", json_body={"commit": True})
     assert committed["committed"].endswith("Z")
     assert committed["digest"] == digest and committed["size"] == size
@@ -170,10 +170,12 @@ async def test_commit_pins_the_digest_and_size_and_is_idempotent(api: Api) -> No
 async def test_a_committed_image_accepts_no_push_and_no_upload_credentials(api: Api) -> None:
     image = await api.create_image("frozen")
     repository = repository_of(image)
-    await push_latest(api.client, repository, [b"original"])
+    await push_latest(api.client, repository, [b"original"], api.admin_basic)
     await api.ok("PATCH", f"/images/{image['id']}", json_body={"commit": True})
 
-    resp = await put_manifest(api.client, repository, "latest", manifest_bytes(b"{}", []))
+    resp = await put_manifest(
+        api.client, repository, "latest", manifest_bytes(b"{}", []), api.admin_basic
+    )
     assert resp.status == 403
     assert (await resp.json())["errors"][0]["code"] == "DENIED"
 
@@ -218,11 +220,12 @@ async def test_patch_accepts_a_full_name_ref(api: Api) -> None:
 async def test_delete_removes_the_image_and_its_repository(api: Api) -> None:
     image = await api.create_image("doomed")
     repository = repository_of(image)
-    await push_latest(api.client, repository, [b"bytes"])
+    await push_latest(api.client, repository, [b"bytes"], api.admin_basic)
     resp = await api.call("DELETE", f"/images/{image['id']}")
     assert resp.status == 204
     assert (await api.call("GET", f"/images/{image['id']}")).status == 404
-    assert (await api.client.get(f"/v2/{repository}/manifests/latest")).status == 404
+    gone = await api.client.get(f"/v2/{repository}/manifests/latest", headers=api.admin_basic)
+    assert gone.status == 404
 
 
 async def test_workspace_image_listing_sorts_filters_and_pages(api: Api) -> None:

@@ -27,7 +27,7 @@ async def test_the_image_page_shows_pull_commands_layers_and_the_rendered_narrat
     api: Api,
 ) -> None:
     image = await api.create_image("shown", narrative="# Usage\n\nRun *it*.")
-    await push_latest(api.client, repository_of(image), [b"x" * 3000])
+    await push_latest(api.client, repository_of(image), [b"x" * 3000], api.admin_basic)
     committed = await api.ok("PATCH", f"/images/{image['id']}", json_body={"commit": True})
     resp = await api.client.get(f"/im/{image['id']}")
     assert resp.status == 200

@@ -1,0 +1,80 @@
+"""`beakerd fsck [--repair]`: verify every blob's digest and that the database and disk agree."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import asdict
+
+from beakerd.settings import Settings
+from storage.database import Database
+from storage.fsck import Fsck, FsckReport
+from storage.gc import GcBusy, human_bytes
+from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fsck = commands.add_parser(
+        "fsck",
+        help="verify blobs against their digests and the database against the disk",
+        description="Exit status: 0 clean, 1 problems found (with --repair: problems left"
+        " unrepaired), 2 no data. Safe while the server runs.",
+    )
+    fsck.add_argument(
+        "--repair",
+        action="store_true",
+        help="fix what is safe: adopt or delete orphan files, delete rows of missing unreferenced"
+        " blobs, move corrupt files to lost+found/, delete stale uploads",
+    )
+    fsck.add_argument(
+        "--grace-seconds",
+        type=float,
+        help="leave files younger than this alone (default BEAKERD_GC_GRACE_SECONDS)",
+    )
+    fsck.add_argument("--json", action="store_true", help="print the report as JSON")
+    fsck.set_defaults(run=run)
+
+
+def run(settings: Settings, args: argparse.Namespace) -> int:
+    root = settings.data_dir
+    if not (root / "beakerd.db").exists():
+        print(f"beakerd fsck: no beakerd data in {root}", file=sys.stderr)
+        return 2
+    try:
+        report = asyncio.run(_check(settings, args))
+    except GcBusy as e:
+        print(f"beakerd fsck: {e}; try again when it ends", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({**asdict(report), "clean": report.clean}))
+    else:
+        for finding in report.findings:
+            print(finding.line())
+        print(
+            f"fsck: {report.blobs_checked} blobs verified ({human_bytes(report.bytes_checked)}),"
+            f" {report.files_seen} files seen, {len(report.findings)} problems"
+            + (f", {len(report.unrepaired)} left unrepaired" if args.repair else "")
+        )
+    problems = report.unrepaired if args.repair else report.findings
+    return 1 if problems else 0
+
+
+async def _check(settings: Settings, args: argparse.Namespace) -> FsckReport:
+    root = settings.data_dir
+    db = Database(root / "beakerd.db")
+    await db.open()
+    try:
+        await db.migrate("storage", STORAGE_MIGRATIONS)
+        grace = settings.gc_grace_seconds if args.grace_seconds is None else args.grace_seconds
+        fsck = Fsck(
+            db,
+            root,
+            repair=args.repair,
+            grace_seconds=max(grace, 0.0),
+            upload_expiry_seconds=settings.upload_expiry_seconds,
+        )
+        return await fsck.run()
+    finally:
+        await db.close()

@@ -1,0 +1,270 @@
+"""Serving: one process, or `--workers N` processes on one port (SO_REUSEPORT), supervised.
+
+With N workers the parent process
+1. checks that the port is free (a plain bind: SO_REUSEPORT alone would let a second beakerd
+   silently share the port) and, for port 0, picks one;
+2. prepares the data folder once by starting and stopping the app without serving: folders,
+   the signing key, database migrations and the first-start bootstrap all happen here, so
+   workers never race to create them (each is idempotent and race-tolerant anyway);
+3. forks N workers (no threads are left by then: asyncio.run has joined its executor and the
+   database connections are closed), each binding its own SO_REUSEPORT listener; the kernel
+   spreads connections over them;
+4. supervises: a worker that dies is replaced (unless workers keep dying right after start, as
+   when the port is taken: then everything stops with exit status 1); SIGTERM or SIGINT is
+   passed to every worker, which stops accepting, lets requests in flight finish within
+   `shutdown_grace_seconds`, and exits. After that plus a margin, stragglers get SIGKILL.
+
+What is shared between workers is shared through the data folder: SQLite in WAL mode with a
+busy timeout (storage/database.py), the mmap'd change counter (storage/generation.py), upload
+offsets in the database (any worker continues an upload; see storage/uploads.py), and metric
+snapshots (beakerd/metrics.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from beakerd import metrics
+from beakerd.access_log import AccessLogger, access_logger
+from beakerd.settings import Settings
+
+log = logging.getLogger("beakerd.workers")
+
+AppFactory = Callable[[], web.Application]
+
+# A worker that exits this soon after starting counts as failing to start.
+_QUICK_EXIT_SECONDS = 5.0
+# Give up after this many quick exits in a row.
+_MAX_QUICK_EXITS = 3
+# Time past the grace period before workers still running are killed.
+_KILL_MARGIN_SECONDS = 10.0
+_SUPERVISOR_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
+
+
+def run_server(
+    app: web.Application,
+    settings: Settings,
+    ssl_context: ssl.SSLContext | None,
+    *,
+    reuse_port: bool = False,
+) -> None:
+    """Serve `app` until SIGTERM/SIGINT, then shut down gracefully."""
+    asyncio.run(_serve_until_signalled(app, settings, ssl_context, reuse_port))
+
+
+async def _serve_until_signalled(
+    app: web.Application,
+    settings: Settings,
+    ssl_context: ssl.SSLContext | None,
+    reuse_port: bool,
+) -> None:
+    # Not web.run_app: it raises out of the loop on every SIGTERM, so a second one (systemd and
+    # `timeout` signal the whole process group, and the supervisor signals each worker too)
+    # would cut the graceful shutdown short. Here further signals just find the event set.
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=access_logger(settings.access_log),
+        access_log_class=AccessLogger,
+        # Stop accepting, let handlers in flight finish for this long, then cancel them. An
+        # upload chunk cut off here is not acknowledged: its session stays at the last offset.
+        shutdown_timeout=settings.shutdown_grace_seconds,
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(
+            runner,
+            settings.host,
+            settings.port,
+            ssl_context=ssl_context,
+            reuse_port=reuse_port or None,
+        )
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info(
+            "shutting down: finishing requests in flight (up to %gs)",
+            settings.shutdown_grace_seconds,
+        )
+    finally:
+        await runner.cleanup()
+
+
+def serve(settings: Settings, make_app: AppFactory, ssl_context: ssl.SSLContext | None) -> int:
+    """Run `settings.workers` server processes; returns the exit status."""
+    if settings.workers <= 1:
+        try:
+            run_server(make_app(), settings, ssl_context)
+        except OSError as e:  # the port is taken, or the address is not ours
+            log.error("cannot listen on %s: %s", settings.listen_address, e.strerror or e)
+            return 1
+        return 0
+    try:
+        settings = _claim_port(settings)
+    except OSError as e:
+        log.error("cannot listen on %s: %s", settings.listen_address, e.strerror or e)
+        return 1
+    asyncio.run(_prepare(make_app()))
+    _clear_metric_snapshots(settings)
+    return Supervisor(settings, make_app, ssl_context).run()
+
+
+def _claim_port(settings: Settings) -> Settings:
+    """Fail now if the port is taken; choose one for port 0 (every worker must use the same)."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((settings.host, settings.port))
+        port = int(probe.getsockname()[1])
+    return settings if port == settings.port else settings.model_copy(update={"port": port})
+
+
+async def _prepare(app: web.Application) -> None:
+    """Start the app's storage without serving, then stop it: the one-time setup happens here."""
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    await runner.cleanup()
+
+
+def _clear_metric_snapshots(settings: Settings) -> None:
+    folder = metrics.snapshot_folder(settings.data_dir)
+    for stale in folder.glob("worker-*") if folder.exists() else ():
+        stale.unlink(missing_ok=True)
+
+
+@dataclass
+class _Worker:
+    index: int
+    pid: int
+    started: float
+
+
+class Supervisor:
+    def __init__(
+        self, settings: Settings, make_app: AppFactory, ssl_context: ssl.SSLContext | None
+    ) -> None:
+        self.settings = settings
+        self.make_app = make_app
+        self.ssl_context = ssl_context
+        self.workers: dict[int, _Worker] = {}  # by pid
+        self.quick_exits = 0
+
+    def run(self) -> int:
+        # Signals are taken synchronously with sigtimedwait: no handler runs at a random point.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SUPERVISOR_SIGNALS)
+        log.info(
+            "starting %d workers on %s (supervisor pid %d)",
+            self.settings.workers,
+            self.settings.listen_address,
+            os.getpid(),
+        )
+        for index in range(self.settings.workers):
+            self._spawn(index)
+        status = 0
+        while True:
+            info = signal.sigtimedwait(_SUPERVISOR_SIGNALS, 1.0)
+            if info is None:
+                continue
+            if info.si_signo in (signal.SIGTERM, signal.SIGINT):
+                log.info("stopping %d workers", len(self.workers))
+                break
+            if not self._reap_and_replace():
+                status = 1
+                break
+        self._stop_all()
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _SUPERVISOR_SIGNALS)
+        return status
+
+    def _spawn(self, index: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(self._worker_main(index))
+        self.workers[pid] = _Worker(index, pid, time.monotonic())
+
+    def _worker_main(self, index: int) -> int:
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            for sig in _SUPERVISOR_SIGNALS:
+                signal.signal(sig, signal.SIG_DFL)
+            metrics.reset()
+            metrics.join_workers(index, self.settings.data_dir)
+            run_server(self.make_app(), self.settings, self.ssl_context, reuse_port=True)
+            return 0
+        except Exception:
+            log.exception("worker %d failed", index)
+            return 1
+        finally:
+            logging.shutdown()
+
+    def _reap_and_replace(self) -> bool:
+        """Collect exited workers and start new ones; False when workers cannot start."""
+        while self.workers:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return False
+            if pid == 0:
+                return True
+            worker = self.workers.pop(pid, None)
+            if worker is None:
+                continue
+            lived = time.monotonic() - worker.started
+            log.warning(
+                "worker %d (pid %d) exited (%s) after %.1fs; starting another",
+                worker.index,
+                pid,
+                _describe(status),
+                lived,
+            )
+            self.quick_exits = self.quick_exits + 1 if lived < _QUICK_EXIT_SECONDS else 0
+            if self.quick_exits >= _MAX_QUICK_EXITS:
+                log.error("workers keep exiting right after start; stopping")
+                return False
+            self._spawn(worker.index)
+        return True
+
+    def _stop_all(self) -> None:
+        for pid in list(self.workers):
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.settings.shutdown_grace_seconds + _KILL_MARGIN_SECONDS
+        while self.workers:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid:
+                self.workers.pop(pid, None)
+                continue
+            if time.monotonic() > deadline:
+                for straggler in list(self.workers):
+                    log.warning("worker pid %d did not stop in time; killing it", straggler)
+                    _signal(straggler, signal.SIGKILL)
+                deadline = float("inf")
+            signal.sigtimedwait({signal.SIGCHLD}, 0.2)
+        log.info("all workers stopped")
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"status {os.waitstatus_to_exitcode(status)}"
