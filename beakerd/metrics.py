@@ -11,9 +11,10 @@ Using it from other modules (the API is these module-level objects):
     metrics.gc_runs.inc()                 # after each garbage-collection pass
     metrics.gc_blobs_removed.inc(n)       # blobs it deleted
     metrics.gc_bytes_freed.inc(size)      # bytes it freed
+    metrics.record_gc(report)             # all three from a storage.gc.GcReport
 
 storage/ must not import beakerd/ (imports point down), so the code in beakerd/ that runs a GC
-pass bumps these (or hands `metrics.gc_runs.inc` to the GC as a callback).
+pass bumps these, or hands `metrics.record_gc` to the GC loop as a per-pass callback.
 
 Request metrics are recorded by the access logger (beakerd/access_log.py), which aiohttp calls
 once per request after the response is written. Gauges about stored data come from the
@@ -37,7 +38,7 @@ from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -140,6 +141,16 @@ class Histogram:
 
 Metric = Counter | Histogram
 
+
+class GcOutcome(Protocol):
+    """What record_gc reads from a pass's report (storage/gc.py GcReport has these)."""
+
+    @property
+    def blobs(self) -> int: ...
+
+    @property
+    def freed_bytes(self) -> int: ...
+
 # -- the metrics of this process -----------------------------------------------------------------
 
 http_requests = Counter(
@@ -166,6 +177,15 @@ http_duration = Histogram(
 gc_runs = Counter("beakerd_gc_runs_total", "Garbage-collection passes completed.")
 gc_blobs_removed = Counter("beakerd_gc_blobs_removed_total", "Blobs deleted by garbage collection.")
 gc_bytes_freed = Counter("beakerd_gc_bytes_freed_total", "Bytes freed by garbage collection.")
+
+
+
+def record_gc(report: GcOutcome) -> None:
+    """Count one finished GC pass and what it removed (hand this to the GC loop as a callback)."""
+    gc_runs.inc()
+    gc_blobs_removed.inc(report.blobs)
+    gc_bytes_freed.inc(report.freed_bytes)
+
 
 METRICS: tuple[Metric, ...] = (
     http_requests,

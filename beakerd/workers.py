@@ -49,6 +49,10 @@ _MAX_QUICK_EXITS = 3
 # Time past the grace period before workers still running are killed.
 _KILL_MARGIN_SECONDS = 10.0
 _SUPERVISOR_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
+# Shutdown: how often to look whether requests in flight are done, and how long handlers
+# still running at the end of the grace time get to clean up after being cancelled.
+_DRAIN_POLL_SECONDS = 0.05
+_CANCEL_SECONDS = 2.0
 
 
 def run_server(
@@ -76,9 +80,9 @@ async def _serve_until_signalled(
         handle_signals=False,
         access_log=access_logger(settings.access_log),
         access_log_class=AccessLogger,
-        # Stop accepting, let handlers in flight finish for this long, then cancel them. An
-        # upload chunk cut off here is not acknowledged: its session stays at the last offset.
-        shutdown_timeout=settings.shutdown_grace_seconds,
+        # What handlers still running after the grace time (see _drain) get to finish being
+        # cancelled; then their connections are closed.
+        shutdown_timeout=_CANCEL_SECONDS,
     )
     await runner.setup()
     try:
@@ -99,8 +103,42 @@ async def _serve_until_signalled(
             "shutting down: finishing requests in flight (up to %gs)",
             settings.shutdown_grace_seconds,
         )
+        await _drain(runner, settings.shutdown_grace_seconds)
     finally:
         await runner.cleanup()
+
+
+async def _drain(runner: web.AppRunner, grace: float) -> None:
+    """Stop accepting; give requests in flight up to `grace` seconds to finish.
+
+    aiohttp's own graceful shutdown (runner.cleanup) marks every connection closing, after
+    which it drops incoming bytes: an upload whose body is still arriving would stall and be
+    cut off however long the grace. So: close the listeners, close idle keep-alive connections
+    (again each round, as requests finish), and leave busy ones alone until they are done or
+    the grace time is up. Then runner.cleanup cancels what is left: an upload chunk cut off
+    that way is not acknowledged, and its session stays at its last acknowledged offset.
+    """
+    for site in list(runner.sites):
+        await site.stop()
+    server = runner.server
+    if server is None:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while True:
+        busy = 0
+        for conn in list(server.connections):
+            # aiohttp has no public "is this connection handling a request" flag.
+            if getattr(conn, "_request_in_progress", False):
+                busy += 1
+            else:
+                conn.close()
+        if not busy:
+            return
+        if loop.time() >= deadline:
+            log.warning("grace time over: cutting off %d requests in flight", busy)
+            return
+        await asyncio.sleep(_DRAIN_POLL_SECONDS)
 
 
 def serve(settings: Settings, make_app: AppFactory, ssl_context: ssl.SSLContext | None) -> int:
@@ -239,7 +277,12 @@ class Supervisor:
     def _stop_all(self) -> None:
         for pid in list(self.workers):
             _signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.settings.shutdown_grace_seconds + _KILL_MARGIN_SECONDS
+        deadline = (
+            time.monotonic()
+            + self.settings.shutdown_grace_seconds
+            + _CANCEL_SECONDS
+            + _KILL_MARGIN_SECONDS
+        )
         while self.workers:
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)

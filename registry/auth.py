@@ -75,6 +75,19 @@ class _Caller:
             # A minted credential: its grants are the whole story (image repositories
             # are pushed only through them).
             return granted(principal.grants, repository)
+        return await self.account_rights(repository)
+
+    async def account_rights(self, repository: str) -> frozenset[str]:
+        """What the account behind the credentials may do, however narrow the credential.
+
+        Used only to tell whether a blob already exists somewhere the account can read, so
+        that pushing through an image's credential still says "Layer already exists".
+        """
+        principal = self.principal
+        if principal is not None and principal.grants is not None:
+            principal = Principal(principal.name, principal.admin, None, principal.token_id)
+            rights = await self.authority.allowed_actions(principal, repository)
+            return rights | granted(self.principal.grants or (), repository)
         rights = await self.authority.allowed_actions(principal, repository)
         if self.policy.anonymous_pull:
             rights |= {PULL}
@@ -91,7 +104,7 @@ class BearerAccess:
         return action in self.claims.actions_for(repository)
 
     async def may_read(self, repository: str) -> bool:
-        return PULL in await self.caller.rights(repository)
+        return PULL in await self.caller.account_rights(repository)
 
     async def allows_catalog(self) -> bool:
         return self.claims.catalog
@@ -124,7 +137,7 @@ class DirectAccess:
         return action in await self.caller.rights(repository)
 
     async def may_read(self, repository: str) -> bool:
-        return PULL in await self.caller.rights(repository)
+        return PULL in await self.caller.account_rights(repository)
 
     async def allows_catalog(self) -> bool:
         return self.caller.principal is not None or self.caller.policy.anonymous_pull

@@ -43,7 +43,7 @@ def declared_length(request: web.Request) -> int | None:
     value = request.headers.get("Content-Length")
     if value is None:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):
         raise RegistryError(ErrorCode.SIZE_INVALID, "Content-Length is not a number")
     return int(value)
 

@@ -20,7 +20,8 @@ def _page_size(request: web.Request) -> int:
     raw = request.query.get("n")
     if raw is None or raw == "":
         return DEFAULT_PAGE
-    if not raw.isdigit() or int(raw) > MAX_PAGE:
+    # ASCII digits only: str.isdigit() also takes "²", which int() refuses.
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or int(raw) > MAX_PAGE:
         raise RegistryError(
             ErrorCode.UNSUPPORTED,
             f"n must be an integer from 0 to {MAX_PAGE}",

@@ -15,7 +15,11 @@ from registry.visibility import readable_elsewhere
 from storage.digests import Digest
 from storage.uploads import DigestMismatch, OffsetMismatch, Upload, UploadError
 
-_CONTENT_RANGE_RE = re.compile(r"^(?:bytes )?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+# ASCII digits only (re.ASCII: `\d` alone also matches other scripts' digits), and at most
+# 19 of them: int() refuses numbers of over 4300 digits, and no blob is 10^19 bytes.
+_CONTENT_RANGE_RE = re.compile(
+    r"^(?:bytes )?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$", re.ASCII
+)
 # A filesystem takes chunks of any size; the header tells clients there is no minimum to meet.
 _CHUNK_MIN_LENGTH = "1"
 

@@ -48,6 +48,8 @@ class Upload:
     id: str
     repository: str
     offset: int
+    # Set once the session began publishing its blob under this digest.
+    digest: str | None = None
 
 
 @dataclass(slots=True)
@@ -87,9 +89,10 @@ class UploadSessions:
         if not _UPLOAD_ID_RE.match(upload_id):
             return None
         row = await self.db.fetchone(
-            "SELECT offset FROM uploads WHERE id = ? AND repository = ?", (upload_id, repository)
+            "SELECT offset, digest FROM uploads WHERE id = ? AND repository = ?",
+            (upload_id, repository),
         )
-        return Upload(upload_id, repository, int(row["offset"])) if row else None
+        return Upload(upload_id, repository, int(row["offset"]), row["digest"]) if row else None
 
     async def append(
         self, upload: Upload, chunks: AsyncIterable[bytes], start: int | None = None
@@ -107,6 +110,8 @@ class UploadSessions:
         """Take an optional last chunk, verify the digest, publish the blob; returns its size."""
         async with self._lock(upload.id):
             await self._refresh(upload)
+            if upload.digest == str(digest) and await self._published_earlier(upload, digest):
+                return upload.offset
             if chunks is not None:
                 await self._append_locked(upload, chunks)
             actual = await self._final_digest(upload, digest.algorithm)
@@ -116,6 +121,22 @@ class UploadSessions:
             await self._publish(upload, digest)
             await self._forget(upload.id)
             return upload.offset
+
+    async def _published_earlier(self, upload: Upload, digest: Digest) -> bool:
+        """Finish a session whose publish completed before a crash cut the request short.
+
+        The staged file is dropped only after the blob's row commits, so a session that names
+        its digest and has no staged file left is done: the retry only clears the session.
+        """
+        staged, target = self._path(upload.id), self.blobs.path(digest)
+        if await asyncio.to_thread(staged.exists):
+            return False  # the normal path completes it (the link and row steps are idempotent)
+        if not await asyncio.to_thread(target.exists):
+            await self._forget(upload.id)
+            raise UploadError("the upload's data is gone; start the upload again")
+        await self.repositories.add_blob(upload.repository, str(digest), upload.offset)
+        await self._forget(upload.id)
+        return True
 
     async def _publish(self, upload: Upload, digest: Digest) -> None:
         """Put the verified file in place under its digest and commit the blob's row.
@@ -168,6 +189,7 @@ class UploadSessions:
         if current is None:
             raise UploadError("upload session no longer exists")
         upload.offset = current.offset
+        upload.digest = current.digest
 
     async def _append_locked(self, upload: Upload, chunks: AsyncIterable[bytes]) -> None:
         running = await self._running_hash(upload, "sha256")

@@ -17,7 +17,7 @@ def fake_api() -> Iterator[FakeApi]:
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty HOME with no Beaker variables, so no test reads the real user's config."""
     home = tmp_path / "home"
-    home.mkdir()
+    home.mkdir(exist_ok=True)
     monkeypatch.setenv("HOME", str(home))
     for var in ("BEAKER_CONFIG", "BEAKER_ADDR", "BEAKER_TOKEN", "BEAKER_DEBUG"):
         monkeypatch.delenv(var, raising=False)

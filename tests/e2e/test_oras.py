@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import oras.auth.utils
 import oras.client
 import oras.oci
 import pytest
@@ -49,6 +50,23 @@ class Artifacts:
         if registry.password is not None:
             # Not client.login(): it goes through a Docker daemon and writes ~/.docker/config.json.
             self.client.auth.set_basic_auth(registry.username, registry.password)
+            self._authorize_push()
+
+    def _authorize_push(self) -> None:
+        """Get one bearer token for pull+push on the repository, through the SDK's token auth.
+
+        oras-py 0.2 keeps the first token it is given and, on a later 401 asking for a wider
+        scope (`error="insufficient_scope"`), retries with that same token: it only asks again
+        after a 403. Its first request is a blob HEAD, answered with a pull-only challenge, so
+        every push would then fail. Asking for the push scope up front sidesteps that.
+        """
+        challenge = self.client.session.get(f"http://{self.registry.address}/v2/")
+        assert challenge.status_code == 401, challenge.text
+        header = oras.auth.utils.parse_auth_header(challenge.headers["WWW-Authenticate"])
+        header.scope = f"repository:{REPOSITORY}:pull,push"
+        token = self.client.auth.request_token(header)
+        assert token, "the token endpoint refused the test credentials"
+        self.client.auth.set_token_auth(token)
 
     def target(self, reference: str) -> str:
         return f"{self.registry.address}/{REPOSITORY}{reference}"

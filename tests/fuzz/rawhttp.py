@@ -55,7 +55,8 @@ async def raw_request(
             if "content-length" not in names and "transfer-encoding" not in names:
                 items.append(("Content-Length", str(len(body))))
         items.append(("Connection", "close"))
-        lines += [f"{k}: {v}".encode("latin-1") for k, v in items]
+        # UTF-8 on the wire: a hostile client is not bound by latin-1 either.
+        lines += [f"{k}: {v}".encode("utf-8", "surrogateescape") for k, v in items]
         writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
         await writer.drain()
         if half_close and writer.can_write_eof():

@@ -86,8 +86,15 @@ def _offset(h: Harness, location: str) -> int:
     return int(resp.headers["range"].split("-")[1]) + 1 if resp.headers["range"] != "0-0" else 0
 
 
-def _send(h: Harness, method: str, target: str, **kwargs: Any) -> RawResponse:
-    resp = h.raw(method, target, **kwargs)
+def _send(
+    h: Harness,
+    method: str,
+    target: str,
+    headers: dict[str, str] | None = None,
+    body: bytes = b"",
+    **kwargs: Any,
+) -> RawResponse:
+    resp = h.raw(method, target, headers, body, **kwargs)
     assert_protocol_error(resp, target, method)
     return resp
 
@@ -173,7 +180,7 @@ BAD_DIGESTS = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("digest", BAD_DIGESTS)
+@pytest.mark.parametrize("digest", BAD_DIGESTS, ids=[d[:40] for d in BAD_DIGESTS])
 def test_invalid_digests_are_refused_everywhere(harness: Harness, digest: str) -> None:
     for method, target in [
         ("GET", f"/v2/{REPO}/blobs/{digest}"),
@@ -209,7 +216,7 @@ def test_fuzzed_digests_get_registry_errors(harness: Harness, digest: str) -> No
 
 # -- lengths and ranges ------------------------------------------------------------------------
 
-BAD_LENGTHS = ["-1", "abc", "1e3", "0x10", " 5", "99999999999999999999999999", "5, 5", "+5", ""]
+BAD_LENGTHS = ["-1", "abc", "1e3", "0x10", "99999999999999999999999999", "5, 5", "+5", "", "\u0665"]
 
 
 @pytest.mark.parametrize("length", BAD_LENGTHS)
@@ -235,7 +242,8 @@ def test_content_length_far_beyond_the_body_ends_by_timeout(harness: Harness) ->
 
 BAD_RANGES = [
     "bytes 0-99999999999999999999999999", "bytes 5-1", "0-", "-5", "bytes=0-4", "garbage",
-    "bytes 1-5", "bytes 0-4/3", "0-4/*", "bytes -1-3", "bytes 0-4, 5-9", "0-3",
+    "bytes 1-5", "bytes -1-3", "bytes 0-4, 5-9", "0-3", "bytes 0-\u0664", "0-²",
+    "0-" + "4" * 5000, "0" * 5000 + "-4",
     "4294967296-4294967300",
 ]  # fmt: skip
 
@@ -396,7 +404,7 @@ def test_page_parameters_out_of_range_get_registry_errors(
     query = f"n={quote(n, safe='')}&last={quote(last, safe='')}"
     for path in (f"/v2/{REPO}/tags/list", "/v2/_catalog"):
         resp = _send(harness, "GET", f"{path}?{query}")
-        if n.isdigit() and int(n) <= 10000:
+        if n.isascii() and n.isdigit() and int(n) <= 10000:
             assert resp.status == 200, (query, resp)
         elif not (n == ""):
             assert resp.status == 400, (query, resp)
