@@ -12,7 +12,14 @@ The account: the registry's auth puts an Access object on the request under
 
 from __future__ import annotations
 
+import asyncio
+import atexit
+import datetime as dt
+import json
 import logging
+import os
+import sys
+import time
 from typing import Any
 
 from aiohttp.abc import AbstractAccessLogger
@@ -73,8 +80,78 @@ def bytes_sent(request: BaseRequest, response: StreamResponse) -> int:
     return sent
 
 
+class _Lines:
+    """Access lines waiting to be written: batched, because a write (and a logging.LogRecord)
+    per request would cost more than serving a cached manifest. Flushed within FLUSH_SECONDS,
+    when MAX_PENDING lines wait, and at shutdown."""
+
+    FLUSH_SECONDS = 0.1
+    MAX_PENDING = 256
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []
+        self.scheduled = False
+
+    def add(self, line: str) -> None:
+        pending = self.pending
+        pending.append(line)
+        if len(pending) >= self.MAX_PENDING:
+            self.flush()
+        elif not self.scheduled:
+            self.scheduled = True
+            asyncio.get_running_loop().call_later(self.FLUSH_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        self.scheduled = False
+        if not self.pending:
+            return
+        text = "".join(self.pending)
+        self.pending.clear()
+        try:
+            sys.stderr.write(text)
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass  # stderr gone: nowhere left to log to
+
+
+_lines = _Lines()
+atexit.register(_lines.flush)
+
+
+def flush() -> None:
+    """Write out the access lines still waiting (the server calls this as it stops)."""
+    _lines.flush()
+
+
+class _Clock:
+    """`logging`'s asctime (`2026-11-27 07:31:55,201`), formatting the date once a second."""
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.prefix = ""
+
+    def asctime(self, now: float) -> str:
+        second = int(now)
+        if second != self.second:
+            self.second = second
+            self.prefix = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        return f"{self.prefix},{int((now - second) * 1000):03d}"
+
+
+_clock = _Clock()
+
+
 class AccessLogger(AbstractAccessLogger):
-    """Records request metrics always; writes the access line when `beakerd.access` is on."""
+    """Records request metrics always; writes the access line when `beakerd.access` is on.
+
+    aiohttp makes one per connection, passing `access_log_format`: here "text" or "json",
+    the same shapes as beakerd/logging_setup.py gives every other record.
+    """
+
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        self.json = log_format == "json"
+        self.pid = os.getpid()
 
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
         route = route_pattern(request)
@@ -88,32 +165,44 @@ class AccessLogger(AbstractAccessLogger):
             metrics.http_request_bytes.inc(received, labels)
         metrics.http_response_bytes.inc(sent, labels)
         metrics.http_duration.observe(time, (route, method))
-        logger = self.logger
-        if not logger.isEnabledFor(logging.INFO):
+        if not self.logger.isEnabledFor(logging.INFO):
             return
         account = account_of(request)
         duration_ms = round(time * 1000.0, 2)
         path = request.raw_path
-        logger.info(
-            "%s %s %d %dB %.2fms account=%s",
-            method,
-            path,
-            status,
-            sent,
-            duration_ms,
-            account or "-",
-            extra={
-                "method": method,
-                "path": path,
-                "route": route,
-                "status": status,
-                "bytes_in": received,
-                "bytes_out": sent,
-                "duration_ms": duration_ms,
-                "account": account,
-                "remote": request.remote,
-            },
-        )
+        message = f"{method} {path} {status} {sent}B {duration_ms:.2f}ms account={account or '-'}"
+        if self.json:
+            line = json.dumps(
+                {
+                    "time": _iso_time(),
+                    "level": "info",
+                    "logger": ACCESS_LOGGER,
+                    "pid": self.pid,
+                    "message": message,
+                    "method": method,
+                    "path": path,
+                    "route": route,
+                    "status": status,
+                    "bytes_in": received,
+                    "bytes_out": sent,
+                    "duration_ms": duration_ms,
+                    "account": account,
+                    "remote": request.remote,
+                },
+                separators=(",", ":"),
+            )
+        else:
+            line = f"{_clock.asctime(_now())} INFO {ACCESS_LOGGER}[{self.pid}]: {message}"
+        _lines.add(line + "\n")
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _iso_time() -> str:
+    now = dt.datetime.now(dt.UTC)
+    return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def access_logger(enabled: bool) -> logging.Logger:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from beakerd.commands import fsck, gc, serve
+from beakerd.commands import accounts, fsck, gc, serve
 from beakerd.logging_setup import configure_logging
 from beakerd.settings import ConfigError, Settings, load_settings
 
@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         "--config", type=Path, help="settings file, YAML or TOML (default: $BEAKERD_CONFIG)"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, gc, fsck):
+    for module in (serve, gc, fsck, accounts):
         module.register(commands)
     # Accept the shared options after the subcommand too: `beakerd serve --data-dir D`.
     for sub in commands.choices.values():

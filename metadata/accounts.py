@@ -97,11 +97,19 @@ async def create_token(
     db: Database, account_name: str, description: str = "", expires: float | None = None
 ) -> str:
     """A new API token for an existing account; returns the secret (shown only now)."""
+    _, secret = await issue_token(db, account_name, description, expires)
+    return secret
+
+
+async def issue_token(
+    db: Database, account_name: str, description: str = "", expires: float | None = None
+) -> tuple[TokenInfo, str]:
+    """A new API token for an existing account: its record and its secret (shown only now)."""
     account = await get_account(db, account_name)
     secret = _new_secret()
     async with db.transaction() as conn:
-        await _insert_token(conn, account.id, secret, description, expires)
-    return secret
+        token_id = await _insert_token(conn, account.id, secret, description, expires)
+    return TokenInfo(token_id, account.name, description, now(), expires, None), secret
 
 
 async def list_tokens(db: Database, account_name: str | None = None) -> list[TokenInfo]:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from metadata.ids import rfc3339
-from metadata.records import Account, Image, Organization, Workspace
+from metadata.records import Account, Image, Organization, TokenInfo, Workspace
 
 
 class WireModel(BaseModel):
@@ -201,6 +201,30 @@ class ImagePatch(LenientKeys):
     name: str | None = None
     description: str | None = None
     narrative: str | None = None
+
+
+class TokenModel(WireModel):
+    """An API token; `token`, the secret, is present only in the answer to its creation."""
+
+    id: str
+    description: str
+    created: str
+    expires: str | None = None
+    revoked: str | None = None
+    token: str | None = None
+
+    @classmethod
+    def of(cls, info: TokenInfo, secret: str | None = None) -> TokenModel:
+        return cls(
+            id=info.id, description=info.description, created=rfc3339(info.created),
+            expires=rfc3339(info.expires) if info.expires else None,
+            revoked=rfc3339(info.revoked) if info.revoked else None, token=secret,
+        )  # fmt: skip
+
+
+class TokenSpec(LenientKeys):
+    KEYS: ClassVar[dict[str, str]] = {"description": "description"}
+    description: str = Field(default="", max_length=200)
 
 
 class WorkspaceSpec(LenientKeys):

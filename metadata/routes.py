@@ -11,7 +11,13 @@ from typing import cast, get_args
 from aiohttp import web
 
 from metadata import pages
-from metadata.accounts import DEFAULT_WORKSPACE, get_account
+from metadata.accounts import (
+    DEFAULT_WORKSPACE,
+    get_account,
+    issue_token,
+    list_tokens,
+    revoke_token,
+)
 from metadata.errors import Forbidden, Invalid, NotFound
 from metadata.http import (
     API_PREFIX,
@@ -40,6 +46,8 @@ from metadata.models import (
     OrganizationModel,
     PageModel,
     RegistryAuthModel,
+    TokenModel,
+    TokenSpec,
     WorkspaceModel,
     WorkspaceSpec,
     image_tag,
@@ -79,6 +87,27 @@ async def get_user(call: Call) -> web.Response:
 async def my_organizations(call: Call) -> web.Response:
     orgs = await organizations_of(call.ctx.db, call.account.id)
     return json_response(PageModel(data=[OrganizationModel.of(o).wire() for o in orgs]))
+
+
+async def create_my_token(call: Call) -> web.Response:
+    spec = await call.body(TokenSpec)
+    info, secret = await issue_token(call.ctx.db, call.account.name, spec.description)
+    return json_response(TokenModel.of(info, secret))
+
+
+async def list_my_tokens(call: Call) -> web.Response:
+    tokens = await list_tokens(call.ctx.db, call.account.name)
+    return json_response(PageModel(data=[TokenModel.of(t).wire() for t in tokens]))
+
+
+async def revoke_my_token(call: Call) -> web.Response:
+    token_id = call.params[0]
+    mine = {t.id for t in await list_tokens(call.ctx.db, call.account.name)}
+    if token_id not in mine or not await revoke_token(call.ctx.db, token_id):
+        raise NotFound(f"token {token_id!r} not found")
+    # Registry tokens derived from it are checked against this counter: they stop now.
+    call.ctx.registry.changed()
+    return web.Response(status=204)
 
 
 async def get_org(call: Call) -> web.Response:
@@ -246,6 +275,9 @@ def build_router() -> Router:
     router = Router()
     router.add("GET", "user", whoami)
     router.add("GET", "user/orgs", my_organizations)
+    router.add("GET", "user/tokens", list_my_tokens)
+    router.add("POST", "user/tokens", create_my_token)
+    router.add("DELETE", "user/tokens/{}", revoke_my_token)
     router.add("GET", "users/{}", get_user)
     router.add("GET", "orgs/{}", get_org)
     router.add("GET", "workspaces", list_workspaces_route)

@@ -283,3 +283,17 @@ def gc_json(data_dir: Path, *args: str) -> dict[str, Any]:
 
 def finding_kinds(report: dict[str, Any]) -> list[str]:
     return sorted(f["kind"] for f in report["findings"])
+
+
+async def fsck_in_process(data_dir: Path) -> list[str]:
+    """fsck's findings (kind: subject), read-only, without starting a process."""
+    from storage.database import Database
+    from storage.fsck import Fsck
+
+    db = Database(data_dir / "beakerd.db")
+    await db.open()
+    try:
+        report = await Fsck(db, data_dir).run()
+    finally:
+        await db.close()
+    return [f"{f.kind}: {f.subject}: {f.detail}" for f in report.findings]

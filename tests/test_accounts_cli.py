@@ -1,0 +1,64 @@
+"""`beakerd account` and `beakerd token` against the data folder of a running server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+from tests.server import Server
+
+
+def beakerd(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "beakerd", "--data-dir", str(server.data_dir), *args],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def status_of(url: str, headers: dict[str, str]) -> int:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def registry_token(server: Server, user: str, secret: str, scope: str) -> str:
+    login = base64.b64encode(f"{user}:{secret}".encode()).decode()
+    request = urllib.request.Request(
+        f"{server.url}/v2/token?service=beakerd&scope={scope}",
+        headers={"Authorization": f"Basic {login}"},
+    )
+    with urllib.request.urlopen(request) as resp:
+        return str(json.load(resp)["token"])
+
+
+def test_added_account_logs_in_and_revoking_its_token_locks_it_out_at_once(
+    fresh_beakerd: Server,
+) -> None:
+    added = beakerd(fresh_beakerd, "account", "add", "bob")
+    assert added.returncode == 0, added.stderr
+    secret = added.stdout.split("API token: ")[1].split()[0]
+    token = registry_token(fresh_beakerd, "bob", secret, "repository:bob/app:pull,push")
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert status_of(f"{fresh_beakerd.url}/v2/bob/app/tags/list", bearer) == 404  # allowed
+    assert status_of(f"{fresh_beakerd.url}/v2/tester/app/tags/list", bearer) == 403
+
+    listed = beakerd(fresh_beakerd, "token", "list", "bob")
+    token_id = listed.stdout.split()[0]
+    revoked = beakerd(fresh_beakerd, "token", "revoke", token_id)
+    assert revoked.returncode == 0, revoked.stderr
+    assert status_of(f"{fresh_beakerd.url}/v2/bob/app/tags/list", bearer) == 401
+
+
+def test_duplicate_account_and_unknown_token_fail_with_one_line(fresh_beakerd: Server) -> None:
+    again = beakerd(fresh_beakerd, "account", "add", "tester")
+    assert again.returncode == 1
+    assert again.stderr.strip().count("\n") == 0 and "already in use" in again.stderr
+    unknown = beakerd(fresh_beakerd, "token", "revoke", "tk_nothing")
+    assert unknown.returncode == 1
+    assert "Traceback" not in unknown.stderr
