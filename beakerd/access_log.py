@@ -8,6 +8,12 @@ no extra await on the hot path.
 The account: the registry's auth puts an Access object on the request under
 `beakerd.access` (registry/access.py); the Beaker API may put the account (or its name) under
 `beakerd.account`. Whatever is found is logged; nothing is looked up.
+
+Lines have the shapes beakerd/logging_setup.py gives every record (text or JSON, chosen by
+`--log-format`), but skip the logging machinery: they are formatted here and written to stderr
+in batches, at most 0.1 s late. A LogRecord and a write per request cost about 40 us, which
+is a fifth of a cached manifest GET. `--no-access-log` (or a level above info on the
+`beakerd.access` logger) turns the lines off; the metrics stay.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from beakerd import metrics
+from beakerd import access_log
 from beakerd.access_log import AccessLogger, access_logger
 from beakerd.settings import Settings
 
@@ -80,6 +81,7 @@ async def _serve_until_signalled(
         handle_signals=False,
         access_log=access_logger(settings.access_log),
         access_log_class=AccessLogger,
+        access_log_format=settings.log_format,
         # What handlers still running after the grace time (see _drain) get to finish being
         # cancelled; then their connections are closed.
         shutdown_timeout=_CANCEL_SECONDS,
@@ -106,6 +108,7 @@ async def _serve_until_signalled(
         await _drain(runner, settings.shutdown_grace_seconds)
     finally:
         await runner.cleanup()
+        access_log.flush()
 
 
 async def _drain(runner: web.AppRunner, grace: float) -> None:

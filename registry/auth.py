@@ -85,9 +85,9 @@ class _Caller:
         """
         principal = self.principal
         if principal is not None and principal.grants is not None:
-            principal = Principal(principal.name, principal.admin, None, principal.token_id)
-            rights = await self.authority.allowed_actions(principal, repository)
-            return rights | granted(self.principal.grants or (), repository)
+            account = Principal(principal.name, principal.admin, None, principal.token_id)
+            rights = await self.authority.allowed_actions(account, repository)
+            return rights | granted(principal.grants, repository)
         rights = await self.authority.allowed_actions(principal, repository)
         if self.policy.anonymous_pull:
             rights |= {PULL}
