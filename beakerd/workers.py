@@ -34,8 +34,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from beakerd import metrics
-from beakerd import access_log
+from beakerd import access_log, health, metrics
 from beakerd.access_log import AccessLogger, access_logger
 from beakerd.settings import Settings
 
@@ -121,6 +120,9 @@ async def _drain(runner: web.AppRunner, grace: float) -> None:
     the grace time is up. Then runner.cleanup cancels what is left: an upload chunk cut off
     that way is not acknowledged, and its session stays at its last acknowledged offset.
     """
+    draining = runner.app.get(health.DRAINING)
+    if draining is not None:
+        draining.append(True)  # /readyz answers 503 on connections still open
     for site in list(runner.sites):
         await site.stop()
     server = runner.server

@@ -30,10 +30,12 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem; }
 table { border-collapse: collapse; width: 100%; }
 th, td { text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #ddd; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th.num, td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 code, pre { background: #f4f4f4; padding: .1rem .3rem; }
+code { overflow-wrap: anywhere; }
 pre { padding: .6rem; overflow-x: auto; }
 .narrative { border-top: 1px solid #ddd; margin-top: 1.5rem; }
+.narrative h1 { font-size: 1.6rem; }
 """
 
 
@@ -67,6 +69,13 @@ def _display_name(image: Image) -> str:
     return image.full_name or image.id
 
 
+def _author(image: Image) -> str:
+    author = image.author
+    if not author.display_name or author.display_name == author.name:
+        return _e(author.name)
+    return f"{_e(author.display_name)} (<code>{_e(author.name)}</code>)"
+
+
 async def index(request: web.Request) -> web.Response:
     ctx = request.app[METADATA]
     images = await list_images(ctx.db, None, field="created", descending=True, limit=INDEX_LIMIT)
@@ -78,7 +87,7 @@ async def index(request: web.Request) -> web.Response:
         for image in images
     )
     body = "<h1>Beaker images</h1>" + (
-        "<table><thead><tr><th>Name</th><th>ID</th><th>Size</th><th>Created</th></tr>"
+        "<table><thead><tr><th>Name</th><th>ID</th><th class=num>Size</th><th>Created</th></tr>"
         f"</thead><tbody>{rows}</tbody></table>"
         if images
         else "<p>No images yet. Create one with <code>beaker image create</code>.</p>"
@@ -97,7 +106,7 @@ async def image_page(request: web.Request) -> web.Response:
     beaker_ref = image.full_name or image.id
     facts = [
         ("ID", f"<code>{_e(image.id)}</code>"),
-        ("Author", _e(image.author.display_name) + f" (<code>{_e(image.author.name)}</code>)"),
+        ("Author", _author(image)),
         ("Workspace", _e(image.workspace.full_name)),
         ("Created", _e(rfc3339(image.created))),
         ("Committed", _e(rfc3339(image.committed)) if image.committed else "not yet"),
@@ -108,6 +117,7 @@ async def image_page(request: web.Request) -> web.Response:
     if image.description:
         facts.insert(1, ("Description", _e(image.description)))
     body = [
+        '<p><a href="/">All images</a></p>',
         f"<h1>{_e(_display_name(image))}</h1>",
         "<table>" + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in facts) + "</table>",
         "<h2>Pull</h2>",
@@ -117,8 +127,8 @@ async def image_page(request: web.Request) -> web.Response:
         layers = await manifest_layers(ctx.registry, image.repository, image.digest)
         if layers:
             body.append(
-                "<h2>Layers</h2><table><thead><tr><th>Digest</th><th>Type</th>"
-                "<th>Size</th></tr></thead><tbody>"
+                "<h2>Config and layers</h2><table><thead><tr><th>Digest</th><th>Type</th>"
+                "<th class=num>Size</th></tr></thead><tbody>"
             )
             body += [
                 f"<tr><td><code>{_e(layer.digest)}</code></td><td>{_e(layer.media_type)}</td>"

@@ -22,6 +22,7 @@ import aiohttp
 from tests.server import Server
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 ROOT = Path(__file__).resolve().parents[2]
@@ -63,6 +64,16 @@ class Image:
     @property
     def digest(self) -> str:
         return digest_of(self.manifest)
+
+    def set_subject(self, subject: Image) -> None:
+        """Make this image a referrer of `subject` (its manifest gains a `subject` field)."""
+        document = json.loads(self.manifest)
+        document["subject"] = {
+            "mediaType": OCI_MANIFEST,
+            "digest": subject.digest,
+            "size": len(subject.manifest),
+        }
+        self.manifest = json.dumps(document).encode()
 
     @property
     def blobs(self) -> list[bytes]:
@@ -168,11 +179,13 @@ class RegistryClient:
         await self.finish(location, digest)
         return digest
 
-    async def push_manifest(self, name: str, reference: str, body: bytes) -> str:
+    async def push_manifest(
+        self, name: str, reference: str, body: bytes, media_type: str = OCI_MANIFEST
+    ) -> str:
         async with self.session.put(
             f"{self.url}/v2/{name}/manifests/{reference}",
             data=body,
-            headers={"Content-Type": OCI_MANIFEST, **self.auth},
+            headers={"Content-Type": media_type, **self.auth},
         ) as resp:
             await self._expect(resp, 201)
             return resp.headers["Docker-Content-Digest"]
@@ -188,6 +201,11 @@ class RegistryClient:
             acks.manifests[(image.repository, image.tag)] = image.manifest
             acks.manifests[(image.repository, image.digest)] = image.manifest
 
+    async def push_image_by_digest(self, image: Image) -> None:
+        for blob in image.blobs:
+            await self.push_blob(image.repository, blob)
+        await self.push_manifest(image.repository, image.digest, image.manifest)
+
     async def get_blob(self, name: str, digest: str) -> bytes | None:
         async with self.session.get(
             f"{self.url}/v2/{name}/blobs/{digest}", headers=self.auth
@@ -200,7 +218,7 @@ class RegistryClient:
     async def get_manifest(self, name: str, reference: str) -> bytes | None:
         async with self.session.get(
             f"{self.url}/v2/{name}/manifests/{reference}",
-            headers={"Accept": OCI_MANIFEST, **self.auth},
+            headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}", **self.auth},
         ) as resp:
             if resp.status == 404:
                 return None

@@ -85,7 +85,7 @@ class Harness:
         auth = self.api_auth() if path.startswith("/api/") else self.v2_auth()
         return self.run(
             raw_request(
-                str(self.client.host), int(self.client.port), method, target,
+                str(self.client.host), int(self.client.port or 0), method, target,
                 {**auth, **(headers or {})}, body, **kwargs,
             )
         )  # fmt: skip

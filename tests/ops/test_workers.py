@@ -68,9 +68,13 @@ def test_chunked_upload_continues_on_whichever_worker_takes_each_chunk(tmp_path:
 
 def test_worker_that_dies_is_replaced(tmp_path: Path) -> None:
     with running_beakerd(tmp_path, ["--workers", "2"]) as server:
-        for _ in range(20):
+        deadline = time.monotonic() + 30
+        while not (served := re.findall(r"beakerd\.access\[(\d+)\]", server.log())):
+            # Access lines are written in batches, a moment after the responses.
+            assert time.monotonic() < deadline, server.log()
             call(server, "GET", "/healthz", auth=False)
-        victim = int(re.findall(r"beakerd\.access\[(\d+)\]", server.log())[0])
+            time.sleep(0.05)
+        victim = int(served[0])
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 30
         while "starting another" not in server.log():

@@ -1,0 +1,189 @@
+"""Garbage collection: what it removes, what it must keep, and running it under load."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.durability.helpers import (
+    OCI_INDEX,
+    OCI_MANIFEST,
+    RegistryClient,
+    beakerd_cli,
+    fsck_in_process,
+    gc_json,
+    make_image,
+    random_bytes,
+)
+from tests.server import Server, running_beakerd
+
+
+@pytest.fixture
+def quiet_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+    """A server whose background GC is off: the tests run `beakerd gc` themselves."""
+    monkeypatch.setenv("BEAKERD_GC_INTERVAL_SECONDS", "0")
+    with running_beakerd(tmp_path) as server:
+        yield server
+
+
+def on_disk(server: Server, digest: str) -> bool:
+    hex_digest = digest.split(":", 1)[1]
+    return (server.data_dir / "blobs" / "sha256" / hex_digest[:2] / hex_digest).exists()
+
+
+async def test_gc_removes_unreferenced_blobs_after_grace_and_keeps_referenced_ones(
+    quiet_server: Server, http: aiohttp.ClientSession
+) -> None:
+    server = quiet_server
+    client = RegistryClient(server, http)
+    base = random_bytes(100_000)
+    kept = make_image("gc/kept", "v1", [base, random_bytes(50_000)])
+    untagged = make_image("gc/untagged", "v1", [base, random_bytes(60_000)])
+    await client.push_image(kept)
+    await client.push_image(untagged)
+    await client.delete_manifest("gc/untagged", "v1")
+    loose = random_bytes(70_000)
+    loose_digest = await client.push_blob("gc/loose", loose)
+
+    # Everything is younger than the default grace period (1 h): nothing goes.
+    assert gc_json(server.data_dir)["blobs"] == 0
+    dry = gc_json(server.data_dir, "--dry-run", "--grace-seconds", "0")
+    assert (dry["dry_run"], dry["blobs"], dry["blob_bytes"]) == (True, 1, len(loose))
+    assert on_disk(server, loose_digest)
+
+    report = gc_json(server.data_dir, "--grace-seconds", "0")
+    assert (report["blobs"], report["blob_bytes"], report["manifests"]) == (1, len(loose), 0)
+    assert not on_disk(server, loose_digest)
+    assert await client.get_blob("gc/loose", loose_digest) is None
+    # The untagged manifest is kept while untagged collection is off, and so are its blobs.
+    assert await client.pull_image("gc/untagged", untagged.digest) == []
+
+    report = gc_json(server.data_dir, "--grace-seconds", "0", "--untagged-manifests")
+    assert report["manifests"] == 1
+    assert report["blobs"] == 2  # its config and unique layer; the shared base stays
+    assert report["blob_bytes"] == len(untagged.config) + len(untagged.layers[1])
+    assert await client.get_manifest("gc/untagged", untagged.digest) is None
+    assert await client.pull_image("gc/kept", "v1") == []
+    assert await fsck_in_process(server.data_dir) == []
+
+
+async def test_gc_keeps_index_children_referrers_and_beaker_image_pins(
+    quiet_server: Server, http: aiohttp.ClientSession
+) -> None:
+    server = quiet_server
+    client = RegistryClient(server, http)
+    # An index tagged, over a child pushed by digest only.
+    child = make_image("gc/multi", "unused", [random_bytes(10_000)])
+    await client.push_image_by_digest(child)
+    index = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": child.digest,
+                       "size": len(child.manifest)}],
+    }).encode()  # fmt: skip
+    await client.push_manifest("gc/multi", "v1", index, OCI_INDEX)
+    # A referrer (untagged) of a tagged image.
+    subject = make_image("gc/signed", "v1", [random_bytes(10_000)])
+    await client.push_image(subject)
+    referrer = make_image("gc/signed", "unused", [random_bytes(1_000)])
+    referrer.set_subject(subject)
+    await client.push_image_by_digest(referrer)
+    # A Beaker image's pinned manifest (untagged here to prove the pin alone holds it).
+    pinned = make_image("gc/beaker-image", "unused", [random_bytes(10_000)])
+    await client.push_image_by_digest(pinned)
+    with sqlite3.connect(server.data_dir / "beakerd.db", timeout=30) as db:
+        db.execute("PRAGMA foreign_keys = OFF")
+        db.execute(
+            "INSERT INTO images (id, author_id, workspace_id, repository, created, committed,"
+            " digest) VALUES ('im-gc', 'ac', 'ws', 'gc/beaker-image', ?, ?, ?)",
+            (time.time(), time.time(), pinned.digest),
+        )
+    # And one manifest nothing holds.
+    lonely = make_image("gc/lonely", "unused", [random_bytes(10_000)])
+    await client.push_image_by_digest(lonely)
+
+    report = gc_json(server.data_dir, "--grace-seconds", "0", "--untagged-manifests")
+    assert report["manifests"] == 1
+    assert report["blobs"] == 2  # the lonely manifest's config and layer
+    assert await client.get_manifest("gc/lonely", lonely.digest) is None
+    for name, reference in [
+        ("gc/multi", child.digest),
+        ("gc/signed", referrer.digest),
+        ("gc/signed", "v1"),
+        ("gc/beaker-image", pinned.digest),
+    ]:
+        assert await client.pull_image(name, reference) == [], (name, reference)
+    assert await client.get_manifest("gc/multi", "v1") == index
+
+
+async def test_gc_expires_idle_upload_sessions_with_their_files(
+    quiet_server: Server, http: aiohttp.ClientSession
+) -> None:
+    server = quiet_server
+    client = RegistryClient(server, http)
+    session = await client.start_upload("gc/uploads")
+    await client.patch(session, b"y" * 5000, 0)
+    assert gc_json(server.data_dir)["uploads"] == 0  # idle for less than a day
+
+    report = gc_json(server.data_dir, "--upload-expiry-seconds", "0")
+    assert (report["uploads"], report["upload_bytes"]) == (1, 5000)
+    assert await client.upload_offset(session) is None
+    assert list((server.data_dir / "uploads").iterdir()) == []
+    summary = beakerd_cli(server.data_dir, "gc").stdout
+    assert summary.startswith("gc: removed 0 blobs")
+
+
+async def test_images_pull_whole_while_background_gc_runs_during_pushes_and_deletes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http: aiohttp.ClientSession
+) -> None:
+    # A pass every 0.2 s, manifests collected as soon as they are untagged and blobs once
+    # unreferenced for 3 s (longer than any single push here takes).
+    monkeypatch.setenv("BEAKERD_GC_INTERVAL_SECONDS", "0.2")
+    monkeypatch.setenv("BEAKERD_GC_GRACE_SECONDS", "3")
+    monkeypatch.setenv("BEAKERD_GC_UNTAGGED_MANIFESTS", "true")
+    rng = random.Random()
+    with running_beakerd(tmp_path) as server:
+        client = RegistryClient(server, http)
+        base = random_bytes(200_000)
+        kept: list[tuple[str, str]] = []
+        deleted = 0
+        problems: list[str] = []
+        deadline = time.monotonic() + 12
+
+        async def pusher(worker: int) -> None:
+            nonlocal deleted
+            n = 0
+            while time.monotonic() < deadline:
+                n += 1
+                image = make_image(f"gcload/w{worker}", f"t{n}", [base, random_bytes(30_000)])
+                await client.push_image(image)
+                problems.extend(await client.pull_image(image.repository, image.tag))
+                if rng.random() < 0.5:
+                    await client.delete_manifest(image.repository, image.tag)
+                    deleted += 1
+                else:
+                    kept.append((image.repository, image.tag))
+                if kept:
+                    problems.extend(await client.pull_image(*rng.choice(kept)))
+
+        await asyncio.gather(*(pusher(w) for w in range(4)))
+        assert problems == []
+        final = gc_json(server.data_dir, "--grace-seconds", "0")
+        for name, tag in kept:
+            assert await client.pull_image(name, tag) == [], (name, tag)
+        assert await fsck_in_process(server.data_dir) == []
+        passes = [line for line in server.log().splitlines() if "gc: removed" in line]
+        freed = final["blobs"] + sum(int(line.split("removed ")[1].split()[0]) for line in passes)
+        # Each deleted image left a config and a unique layer to collect, the base stays.
+        assert freed == 2 * deleted
+        print(
+            f"\ngc under load: {len(kept) + deleted} images pushed, {deleted} deleted,"
+            f" {len(passes)} background passes freed blobs, {freed} blobs freed in all"
+        )
