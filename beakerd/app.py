@@ -14,6 +14,7 @@ from metadata.context import METADATA
 from metadata.routes import add_routes as add_metadata_routes
 from metadata.startup import open_metadata
 from registry.auth import AUTH_POLICY, AUTHORITY, AuthPolicy, registry_auth
+from registry.bodies import BODY_READ_TIMEOUT
 from registry.context import REGISTRY, RegistryContext
 from registry.middleware import registry_errors
 from registry.routes import add_routes as add_registry_routes
@@ -34,6 +35,7 @@ REGISTRY_SERVICE = "beakerd"
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[registry_errors, registry_auth], client_max_size=4 << 20)
     app[SETTINGS] = settings
+    app[BODY_READ_TIMEOUT] = settings.body_read_timeout_seconds
     app[AUTH_POLICY] = AuthPolicy(
         service=REGISTRY_SERVICE,
         anonymous_pull=settings.anonymous_pull,
@@ -73,6 +75,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         registry_address=settings.registry_address,
         bootstrap_account=settings.bootstrap_account,
         token_ttl_seconds=settings.token_ttl_seconds,
+        scheme=settings.url_scheme,
     )
     if AUTHORITY not in app:  # tests may bring their own
         app[AUTHORITY] = BeakerAuthority(db)

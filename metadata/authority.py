@@ -14,7 +14,7 @@ their grants and are judged by the registry itself, without asking here):
 from __future__ import annotations
 
 from metadata.accounts import TOKEN_PREFIX, find_account, hash_secret
-from metadata.images import image_for_repository
+from metadata.images import image_for_repository, images_for_repositories
 from metadata.permissions import can_read_image
 from metadata.records import Account
 from registry.access import DELETE, PULL, PUSH
@@ -58,6 +58,28 @@ class BeakerAuthority:
         if _in_namespace(account, repository):
             return ALL_ACTIONS
         return NO_ACTIONS
+
+    async def readable_repositories(
+        self, principal: Principal | None, repositories: list[str]
+    ) -> frozenset[str]:
+        """Which of `repositories` the principal may pull: one account look-up for the lot."""
+        if principal is None:
+            return NO_ACTIONS
+        account = await find_account(self.db, principal.name)
+        if account is None or account.name != principal.name:
+            return NO_ACTIONS
+        if account.admin:
+            return frozenset(repositories)
+        images = await images_for_repositories(self.db, repositories)
+        readable = set()
+        for repository in repositories:
+            image = images.get(repository)
+            if image is not None:
+                if await can_read_image(self.db, account, image):
+                    readable.add(repository)
+            elif _in_namespace(account, repository):
+                readable.add(repository)
+        return frozenset(readable)
 
     async def token_is_live(self, token_id: str) -> bool:
         """False once the API token a registry token was derived from is revoked or expired."""

@@ -33,6 +33,7 @@ async def bootstrap(
     registry_address: str,
     account_name: str | None,
     config_path: Path | None = None,
+    scheme: str = "http",
 ) -> None:
     """Create the first account when there is none; write the Beaker config if missing."""
     if await count_accounts(db) > 0:
@@ -51,7 +52,7 @@ async def bootstrap(
     )
     path = config_path or beaker_config_path()
     config = {
-        "agent_address": f"http://{registry_address}",
+        "agent_address": f"{scheme}://{registry_address}",
         "user_token": token,
         "default_org": account.name,
         "default_workspace": f"{account.name}/{DEFAULT_WORKSPACE}",

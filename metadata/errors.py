@@ -31,5 +31,9 @@ class NotFound(MetadataError):
     status = 404
 
 
+class RequestTimeout(MetadataError):
+    status = 408
+
+
 class Conflict(MetadataError):
     status = 409

@@ -7,6 +7,7 @@ is split into segments first, and each segment is then decoded until it stops ch
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import json
@@ -22,9 +23,10 @@ from pydantic import BaseModel, ValidationError
 
 from metadata.accounts import account_for_token
 from metadata.context import METADATA, MetadataContext
-from metadata.errors import Invalid, MetadataError, NotFound, Unauthorized
+from metadata.errors import Invalid, MetadataError, NotFound, RequestTimeout, Unauthorized
 from metadata.models import ErrorBody, WireModel
 from metadata.records import Account
+from registry.bodies import read_timeout
 
 log = logging.getLogger("beakerd.metadata")
 
@@ -50,11 +52,15 @@ class Call:
         return self.request.query.get(name)
 
     async def body(self, model: type[M]) -> M:
-        raw = await self.request.read()
+        try:
+            async with asyncio.timeout(read_timeout(self.request)):
+                raw = await self.request.read()
+        except TimeoutError:
+            raise RequestTimeout("the request body stalled; send it again") from None
         try:
             data: Any = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            raise Invalid("request body is not valid JSON") from None
+        except (ValueError, RecursionError):
+            raise Invalid("request body is not valid JSON (or is nested too deeply)") from None
         if not isinstance(data, dict):
             raise Invalid("request body must be a JSON object")
         try:
@@ -127,6 +133,9 @@ class MethodNotAllowed(MetadataError):
     status = 405
 
 
+ACCOUNT_KEY = "beakerd.account"
+
+
 async def _authenticate(request: web.Request) -> Account:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -135,6 +144,7 @@ async def _authenticate(request: web.Request) -> Account:
     account = await account_for_token(request.app[METADATA].db, token.strip())
     if account is None:
         raise Unauthorized("invalid, expired or revoked API token")
+    request[ACCOUNT_KEY] = account.name  # for the access log
     return account
 
 

@@ -122,6 +122,16 @@ async def image_for_repository(db: Database, repository: str) -> Image | None:
     return _image_from_row(row) if row else None
 
 
+async def images_for_repositories(db: Database, repositories: list[str]) -> dict[str, Image]:
+    """The images behind those of `repositories` that belong to one, by repository."""
+    if not repositories:
+        return {}
+    marks = ",".join("?" * len(repositories))
+    rows = await db.fetchall(SELECT_IMAGE + f" WHERE i.repository IN ({marks})", repositories)
+    images = (_image_from_row(row) for row in rows)
+    return {image.repository: image for image in images}
+
+
 async def list_images(
     db: Database,
     workspace: Workspace | None,

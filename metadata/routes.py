@@ -298,5 +298,6 @@ def add_routes(app: web.Application) -> None:
     """Mount /api/v3 (routed on the raw path, see metadata/http.py) and the web pages."""
     router = build_router()
     app.router.add_route("*", API_PREFIX, router.dispatch)
-    app.router.add_route("*", API_PREFIX + "/{tail:.*}", router.dispatch)
+    # [\s\S], not `.`: a newline in a ref must reach the router and get a JSON 404.
+    app.router.add_route("*", API_PREFIX + "/{tail:[\\s\\S]*}", router.dispatch)
     pages.add_routes(app)

@@ -16,7 +16,8 @@ async def open_metadata(
     registry_address: str,
     bootstrap_account: str | None,
     token_ttl_seconds: float,
+    scheme: str = "http",
 ) -> MetadataContext:
     await db.migrate("metadata", MIGRATIONS)
-    await bootstrap(db, registry_address, bootstrap_account)
+    await bootstrap(db, registry_address, bootstrap_account, scheme=scheme)
     return MetadataContext(db, registry, registry_address, token_ttl_seconds)

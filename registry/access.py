@@ -28,6 +28,10 @@ class Access(Protocol):
         """Whether the caller's account may pull `repository`, token scope aside."""
         ...
 
+    async def readable(self, repositories: list[str]) -> list[str]:
+        """Those of `repositories` the caller's account may pull, in order (catalog pages)."""
+        ...
+
     async def allows_catalog(self) -> bool:
         """Whether this request's credentials may list the catalog (`registry:catalog:*`)."""
         ...
@@ -43,6 +47,9 @@ class Unrestricted:
 
     async def may_read(self, repository: str) -> bool:
         return True
+
+    async def readable(self, repositories: list[str]) -> list[str]:
+        return repositories
 
     async def allows_catalog(self) -> bool:
         return True

@@ -45,6 +45,12 @@ class Authority(Protocol):
         self, principal: Principal | None, repository: str
     ) -> frozenset[str]: ...
 
+    async def readable_repositories(
+        self, principal: Principal | None, repositories: list[str]
+    ) -> frozenset[str]:
+        """Which of `repositories` the principal may pull (a catalog page at a time)."""
+        ...
+
     async def token_is_live(self, token_id: str) -> bool:
         """False once the API token a registry token came from is revoked or expired."""
         ...
@@ -77,6 +83,16 @@ class _Caller:
             return granted(principal.grants, repository)
         return await self.account_rights(repository)
 
+    async def readable(self, repositories: list[str]) -> list[str]:
+        """Those of `repositories` the account may pull, in the order given."""
+        if self.policy.anonymous_pull:
+            return repositories
+        principal = self.principal
+        if principal is not None and principal.grants is not None:
+            principal = Principal(principal.name, principal.admin, None, principal.token_id)
+        allowed = await self.authority.readable_repositories(principal, repositories)
+        return [name for name in repositories if name in allowed]
+
     async def account_rights(self, repository: str) -> frozenset[str]:
         """What the account behind the credentials may do, however narrow the credential.
 
@@ -105,6 +121,9 @@ class BearerAccess:
 
     async def may_read(self, repository: str) -> bool:
         return PULL in await self.caller.account_rights(repository)
+
+    async def readable(self, repositories: list[str]) -> list[str]:
+        return await self.caller.readable(repositories)
 
     async def allows_catalog(self) -> bool:
         return self.claims.catalog
@@ -138,6 +157,9 @@ class DirectAccess:
 
     async def may_read(self, repository: str) -> bool:
         return PULL in await self.caller.account_rights(repository)
+
+    async def readable(self, repositories: list[str]) -> list[str]:
+        return await self.caller.readable(repositories)
 
     async def allows_catalog(self) -> bool:
         return self.caller.principal is not None or self.caller.policy.anonymous_pull

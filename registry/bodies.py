@@ -17,7 +17,7 @@ BODY_READ_TIMEOUT = web.AppKey("body_read_timeout", float)
 DEFAULT_BODY_READ_TIMEOUT = 60.0
 
 
-def _read_timeout(request: web.Request) -> float:
+def read_timeout(request: web.Request) -> float:
     return request.app.get(BODY_READ_TIMEOUT, DEFAULT_BODY_READ_TIMEOUT)
 
 
@@ -59,7 +59,7 @@ async def batches(request: web.Request) -> AsyncIterator[bytes]:
     received = 0
     pending: list[bytes] = []
     pending_bytes = 0
-    timeout = _read_timeout(request)
+    timeout = read_timeout(request)
     while True:
         data = await _read_some(request, timeout, ErrorCode.BLOB_UPLOAD_INVALID)
         if not data:
@@ -87,7 +87,7 @@ async def read_capped(request: web.Request, limit: int) -> bytes:
         raise too_big
     chunks: list[bytes] = []
     size = 0
-    timeout = _read_timeout(request)
+    timeout = read_timeout(request)
     while True:
         data = await _read_some(request, timeout, ErrorCode.MANIFEST_INVALID)
         if not data:

@@ -57,18 +57,19 @@ async def catalog(request: web.Request) -> web.Response:
     last = request.query.get("last")
     names: list[str] = []
     more = False
-    # Skip what the caller may not read, page after page, until this page is full.
-    while not more:
-        batch = await ctx.repositories.list_repositories(max(n, 100) + 1, last)
-        for repo in batch:
-            if await access.may_read(repo):
-                if len(names) == n:
-                    more = True
-                    break
-                names.append(repo)
-        if len(batch) <= max(n, 100):
+    # Skip what the caller may not read, batch after batch, until this page is full.
+    batch_size = max(n, 100)
+    while True:
+        batch = await ctx.repositories.list_repositories(batch_size + 1, last)
+        readable = await access.readable(batch[:batch_size])
+        room = n - len(names)
+        names.extend(readable[:room])
+        if len(readable) > room or (len(batch) > batch_size and len(names) == n):
+            more = True
             break
-        last = batch[-1]
+        if len(batch) <= batch_size:
+            break
+        last = batch[batch_size - 1]
     headers = {}
     if more and names:
         headers["Link"] = _next_link("/v2/_catalog", n, names[-1])

@@ -20,7 +20,7 @@ from registry.manifests import (
 from registry.names import check_name, check_tag, is_digest_like, parse_digest
 from registry.visibility import visible_blob_sizes
 from storage.digests import Digest
-from storage.repositories import ManifestRecord, NewManifest
+from storage.repositories import ManifestRecord, MissingBlobs, NewManifest
 
 
 def _manifest_unknown(reference: str, message: str | None = None) -> RegistryError:
@@ -82,20 +82,26 @@ async def put_manifest(request: web.Request) -> web.Response:
             detail={"digest": str(expected)},
         )
     await _check_references(request, ctx, name, parsed)
-    await ctx.repositories.put_manifest(
-        name,
-        NewManifest(
-            digest=str(digest),
-            media_type=parsed.media_type,
-            content=body,
-            artifact_type=parsed.artifact_type,
-            subject=parsed.subject,
-            annotations=parsed.annotations,
-            blob_digests=[d.digest for d in parsed.blobs],
-            manifest_digests=[d.digest for d in parsed.manifests],
-        ),
-        tag,
-    )
+    try:
+        await ctx.repositories.put_manifest(
+            name,
+            NewManifest(
+                digest=str(digest),
+                media_type=parsed.media_type,
+                content=body,
+                artifact_type=parsed.artifact_type,
+                subject=parsed.subject,
+                annotations=parsed.annotations,
+                blob_digests=[d.digest for d in parsed.blobs],
+                manifest_digests=[d.digest for d in parsed.manifests],
+            ),
+            tag,
+        )
+    except MissingBlobs as e:
+        # Garbage-collected between the check above and now: the client pushes them again.
+        raise RegistryError(
+            ErrorCode.MANIFEST_BLOB_UNKNOWN, detail={"digest": e.digests[0]}
+        ) from None
     ctx.changed()
     headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": str(digest)}
     if parsed.subject:

@@ -97,7 +97,7 @@ def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    staged = path.with_suffix(".tmp")
+    staged = path.with_suffix(f".{os.getpid()}.tmp")
     fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)

@@ -13,6 +13,7 @@ from registry.errors import ErrorCode, RegistryError
 from registry.names import check_name, parse_digest
 from registry.visibility import readable_elsewhere
 from storage.digests import Digest
+from storage.repositories import MissingBlobs
 from storage.uploads import DigestMismatch, OffsetMismatch, Upload, UploadError
 
 # ASCII digits only (re.ASCII: `\d` alone also matches other scripts' digits), and at most
@@ -81,7 +82,10 @@ async def _try_mount(
         allowed = await readable_elsewhere(request, ctx, str(digest))
     if not allowed:
         return None
-    await ctx.repositories.link_blob(name, str(digest))
+    try:
+        await ctx.repositories.link_blob(name, str(digest))
+    except MissingBlobs:
+        return None  # collected since we looked: the client uploads it instead
     return _created(name, digest)
 
 

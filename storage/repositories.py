@@ -127,7 +127,11 @@ class Repositories:
             await _link_blobs(conn, repo_id, [digest], now)
 
     async def link_blob(self, repository: str, digest: str) -> None:
+        """Link a stored blob into `repository`; MissingBlobs if GC took it meanwhile."""
         async with self.db.transaction() as conn:
+            stored = await conn.execute_fetchall("SELECT 1 FROM blobs WHERE digest = ?", (digest,))
+            if not stored:
+                raise MissingBlobs([digest])
             repo_id = await _ensure_repository(conn, repository)
             await _link_blobs(conn, repo_id, [digest], time.time())
 

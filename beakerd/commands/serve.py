@@ -13,7 +13,6 @@ from aiohttp import web
 from beakerd import tls, workers
 from beakerd.app import create_app
 from beakerd.settings import Settings
-from registry.bodies import BODY_READ_TIMEOUT
 
 log = logging.getLogger("beakerd")
 
@@ -109,9 +108,7 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
     def make_app() -> web.Application:
         # Called once per worker process (and once more to prepare the data folder first).
-        app = create_app(settings)
-        app[BODY_READ_TIMEOUT] = settings.body_read_timeout_seconds
-        return app
+        return create_app(settings)
 
     log.info(
         "beakerd listening on %s://%s, data in %s",

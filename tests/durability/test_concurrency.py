@@ -41,8 +41,7 @@ async def test_fifty_concurrent_pushes_sharing_layers_all_succeed_with_one_copy_
     client = RegistryClient(server, http)
     shared = [random_bytes(256 << 10) for _ in range(3)]
     images = [
-        make_image(f"concurrent/app{i}", "v1", [*shared, random_bytes(64 << 10)])
-        for i in range(50)
+        make_image(f"concurrent/app{i}", "v1", [*shared, random_bytes(64 << 10)]) for i in range(50)
     ]
     await asyncio.gather(*(client.push_image(image) for image in images))
 
@@ -64,9 +63,7 @@ async def test_one_blob_pushed_by_many_clients_at_once_is_stored_once(
     digest = digest_of(data)
     repositories = [f"same-blob/r{i % 8}" for i in range(24)]  # several clients per repository
     pushes = [
-        client.push_blob(name, data)
-        if i % 2
-        else client.push_blob_chunked(name, data, 256 << 10)
+        client.push_blob(name, data) if i % 2 else client.push_blob_chunked(name, data, 256 << 10)
         for i, name in enumerate(repositories)
     ]
     assert await asyncio.gather(*pushes) == [digest] * len(repositories)

@@ -106,5 +106,3 @@ async def test_full_disk_refuses_pushes_with_507_keeps_serving_and_recovers(
     await client.push_image(after)
     assert await client.pull_image("full/after", "v1") == []
     assert await fsck_in_process(server.data_dir) == []
-
-

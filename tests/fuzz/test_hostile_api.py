@@ -36,11 +36,10 @@ def image_id(harness: Harness) -> str:
 
 
 @pytest.fixture(autouse=True)
-def no_server_errors(harness: Harness, request: pytest.FixtureRequest) -> Any:
+def no_server_errors(harness: Harness) -> Any:
     before = len(harness.errors.records)
     yield
-    if request.node.get_closest_marker("xfail") is None:
-        assert harness.server_errors()[before:] == []
+    assert harness.server_errors()[before:] == []
 
 
 def _send(
@@ -68,20 +67,10 @@ def test_hostile_refs_get_api_errors(harness: Harness, method: str, route: str, 
     assert resp.status in {400, 404, 405} or "default" in ref, (ref, resp.status)
 
 
-# Known metadata bugs, reported to the lead: each xfail below turns into a pass once fixed.
-METADATA_BUGS = {
-    "newline": "metadata/routes.py mounts /api/v3/{tail:.*}; `.` stops at a newline, so "
-    "aiohttp's own text/plain 404 answers",
-    "nesting": "metadata/http.py Call.body lets json.loads' RecursionError through: a 500",
-}
-
-
-@pytest.mark.xfail(strict=True, reason=METADATA_BUGS["newline"])
 def test_newline_in_an_api_ref_gets_an_api_error(harness: Harness) -> None:
     _send(harness, "GET", "/api/v3/users/a%0Ab")
 
 
-@pytest.mark.xfail(strict=True, reason=METADATA_BUGS["nesting"])
 @pytest.mark.parametrize(
     "body",
     [b'{"a":' * 100_000, b"[" * 100_000 + b"]" * 100_000, b"[" * 100_000],
@@ -93,7 +82,7 @@ def test_deeply_nested_json_body_gets_an_api_error(harness: Harness, body: bytes
 
 @FUZZ
 @given(
-    ref=st.text(min_size=1, max_size=60).filter(lambda r: "\n" not in r),  # see METADATA_BUGS
+    ref=st.text(min_size=1, max_size=60),
     route=st.sampled_from(ROUTES),
 )
 def test_fuzzed_refs_get_api_errors(harness: Harness, ref: str, route: tuple[str, str]) -> None:

@@ -34,6 +34,15 @@ class StaticAuthority:
     async def token_is_live(self, token_id: str) -> bool:
         return token_id not in self.revoked
 
+    async def readable_repositories(
+        self, principal: Principal | None, repositories: list[str]
+    ) -> frozenset[str]:
+        readable = set()
+        for repository in repositories:
+            if "pull" in await self.allowed_actions(principal, repository):
+                readable.add(repository)
+        return frozenset(readable)
+
     async def allowed_actions(self, principal: Principal | None, repository: str) -> frozenset[str]:
         if principal is None:
             return frozenset()

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
+
+import pytest
 
 from tests.registry.helpers import (
     OCI_INDEX,
@@ -241,3 +244,34 @@ async def test_unknown_endpoint_and_method_give_json_errors(client: Client) -> N
     resp = await client.post("/v2/foo/manifests/latest")
     assert resp.status == 405
     assert await error_code(resp) == "UNSUPPORTED"
+
+
+async def test_blob_collected_between_check_and_store_is_manifest_blob_unknown(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from registry import manifest_routes
+
+    check = manifest_routes._check_references
+
+    async def check_then_collect(request: Any, ctx: Any, name: str, parsed: Any) -> None:
+        await check(request, ctx, name, parsed)
+        async with ctx.repositories.db.transaction() as conn:  # what a GC pass would do
+            await conn.execute(
+                "DELETE FROM repository_blobs WHERE digest = ?", (digest_of(b"gone"),)
+            )
+            await conn.execute("DELETE FROM blobs WHERE digest = ?", (digest_of(b"gone"),))
+
+    monkeypatch.setattr(manifest_routes, "_check_references", check_then_collect)
+    config = b"{}"
+    await push_blob(client, "raced", config)
+    await push_blob(client, "raced", b"gone")
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": descriptor("application/vnd.oci.image.config.v1+json", config),
+        "layers": [descriptor("application/vnd.oci.image.layer.v1.tar", b"gone")],
+    })  # fmt: skip
+    resp = await client.put(
+        "/v2/raced/manifests/v1", data=manifest, headers={"Content-Type": OCI_MANIFEST}
+    )
+    assert resp.status == 400
+    assert await error_code(resp) == "MANIFEST_BLOB_UNKNOWN"
