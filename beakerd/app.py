@@ -81,7 +81,9 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         app[AUTHORITY] = BeakerAuthority(db)
     collector = GarbageCollector(db, root, gc_policy(settings), on_change=generation.bump)
     gc_task = (
-        asyncio.create_task(run_periodically(collector, settings.gc_interval_seconds))
+        asyncio.create_task(
+            run_periodically(collector, settings.gc_interval_seconds, metrics.record_gc)
+        )
         if settings.gc_interval_seconds > 0
         else None
     )

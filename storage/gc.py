@@ -376,8 +376,13 @@ def _mtime(path: Path) -> float:
         return time.time()
 
 
-async def run_periodically(collector: GarbageCollector, interval: float) -> None:
-    """The server's background pass: every `interval` seconds, logging what each pass freed."""
+async def run_periodically(
+    collector: GarbageCollector,
+    interval: float,
+    on_report: Callable[[GcReport], None] = lambda report: None,
+) -> None:
+    """The server's background pass: every `interval` seconds, logging what each pass freed
+    and handing its report to `on_report` (the server counts passes in its metrics)."""
     while True:
         await asyncio.sleep(interval)
         try:
@@ -388,6 +393,7 @@ async def run_periodically(collector: GarbageCollector, interval: float) -> None
         except Exception:
             log.exception("gc: pass failed")
             continue
+        on_report(report)
         if report.removed_anything:
             log.info("%s", report.summary())
         else:

@@ -114,3 +114,20 @@ def test_server_counts_requests_by_route_pattern_and_reports_stored_data(
     assert samples["beakerd_stored_blobs"] == 1
     assert samples["beakerd_stored_blob_bytes"] == len(data)
     assert samples["beakerd_uploads_in_progress"] == 1
+
+
+async def test_background_gc_passes_are_counted(clean_metrics: None, tmp_path: Path) -> None:
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from beakerd.app import create_app
+    from beakerd.settings import Settings
+
+    app = create_app(Settings(data_dir=tmp_path / "data", gc_interval_seconds=0.05))
+    async with TestClient(TestServer(app)):
+        for _ in range(200):
+            if metrics.gc_runs.values.get((), 0) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    assert _samples(metrics.render(None))["beakerd_gc_runs_total"] >= 2
