@@ -12,6 +12,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 
+from beakerd.commands.datadir import open_database
 from beakerd.settings import Settings
 from metadata.accounts import create_account, issue_token, list_tokens, revoke_token
 from metadata.errors import MetadataError
@@ -19,7 +20,6 @@ from metadata.ids import rfc3339
 from metadata.schema import MIGRATIONS as METADATA_MIGRATIONS
 from storage.database import Database
 from storage.generation import Generation
-from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
 
 Action = Callable[[Database, argparse.Namespace, Settings], Awaitable[int]]
 
@@ -59,14 +59,8 @@ def _runner(action: Action) -> Callable[[Settings, argparse.Namespace], int]:
 
 async def _with_database(settings: Settings, args: argparse.Namespace, action: Action) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    db = Database(settings.data_dir / "beakerd.db")
-    await db.open()
-    try:
-        await db.migrate("storage", STORAGE_MIGRATIONS)
-        await db.migrate("metadata", METADATA_MIGRATIONS)
+    async with open_database(settings, [("metadata", METADATA_MIGRATIONS)]) as db:
         return await action(db, args, settings)
-    finally:
-        await db.close()
 
 
 async def _add_account(db: Database, args: argparse.Namespace, _: Settings) -> int:

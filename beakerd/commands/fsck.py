@@ -8,11 +8,10 @@ import json
 import sys
 from dataclasses import asdict
 
+from beakerd.commands.datadir import open_database
 from beakerd.settings import Settings
-from storage.database import Database
 from storage.fsck import Fsck, FsckReport
 from storage.gc import GcBusy, human_bytes
-from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,19 +61,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _check(settings: Settings, args: argparse.Namespace) -> FsckReport:
-    root = settings.data_dir
-    db = Database(root / "beakerd.db")
-    await db.open()
-    try:
-        await db.migrate("storage", STORAGE_MIGRATIONS)
-        grace = settings.gc_grace_seconds if args.grace_seconds is None else args.grace_seconds
+    grace = settings.gc_grace_seconds if args.grace_seconds is None else args.grace_seconds
+    async with open_database(settings) as db:
         fsck = Fsck(
             db,
-            root,
+            settings.data_dir,
             repair=args.repair,
             grace_seconds=max(grace, 0.0),
             upload_expiry_seconds=settings.upload_expiry_seconds,
         )
         return await fsck.run()
-    finally:
-        await db.close()

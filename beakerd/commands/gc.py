@@ -8,11 +8,10 @@ import json
 import sys
 import time
 
+from beakerd.commands.datadir import open_database
 from beakerd.settings import Settings
-from storage.database import Database
 from storage.gc import GarbageCollector, GcBusy, GcPolicy, GcReport
 from storage.generation import Generation
-from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
 
 # How long to wait for a collection already running (the server's periodic pass) to end.
 _BUSY_WAIT_SECONDS = 60.0
@@ -69,21 +68,23 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _collect(settings: Settings, args: argparse.Namespace) -> GcReport:
     root = settings.data_dir
-    db = Database(root / "beakerd.db")
-    await db.open()
     generation = Generation(root / "generation")
     try:
-        await db.migrate("storage", STORAGE_MIGRATIONS)
-        # A running server's caches drop what this pass removes when the counter moves.
-        collector = GarbageCollector(db, root, policy_from(settings, args), generation.bump)
-        deadline = time.monotonic() + _BUSY_WAIT_SECONDS
-        while True:
-            try:
-                return await collector.collect(dry_run=args.dry_run)
-            except GcBusy:
-                if time.monotonic() > deadline:
-                    raise
-                await asyncio.sleep(0.2)
+        async with open_database(settings) as db:
+            # A running server's caches drop what this pass removes when the counter moves.
+            collector = GarbageCollector(db, root, policy_from(settings, args), generation.bump)
+            return await _collect_when_free(collector, args.dry_run)
     finally:
         generation.close()
-        await db.close()
+
+
+async def _collect_when_free(collector: GarbageCollector, dry_run: bool) -> GcReport:
+    """One pass, waiting a while if another collection (the server's own) is running."""
+    deadline = time.monotonic() + _BUSY_WAIT_SECONDS
+    while True:
+        try:
+            return await collector.collect(dry_run=dry_run)
+        except GcBusy:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
