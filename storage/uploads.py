@@ -26,6 +26,8 @@ from storage.repositories import Repositories
 
 _UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _REHASH_CHUNK = 8 << 20
+# Written bytes after which a background fdatasync starts while the upload goes on.
+_EARLY_FLUSH_BYTES = 8 << 20
 
 
 class UploadError(Exception):
@@ -317,23 +319,35 @@ def _close_synced(f: BinaryIO) -> None:
 async def _write_stream(
     path: Path, offset: int, hasher: hashlib._Hash, chunks: AsyncIterable[bytes]
 ) -> int:
-    """Write `chunks` at `offset`, hashing them; the next chunk is read while one is written."""
+    """Write `chunks` at `offset`, hashing them, and fdatasync before returning.
+
+    The next chunk is read while one is written, and every few MiB a flush starts in the
+    background, so the final fdatasync that lets the caller acknowledge the bytes has little
+    left to do: the disk works while the network does.
+    """
     loop = asyncio.get_running_loop()
     f = await asyncio.to_thread(_open_at, path, offset)
     pending: asyncio.Future[None] | None = None
+    flushing: asyncio.Future[None] | None = None
+    unflushed = 0
     try:
         async for data in chunks:
             if pending is not None:
                 await pending
             pending = loop.run_in_executor(None, _write_and_hash, f, hasher, data)
             offset += len(data)
+            unflushed += len(data)
+            if unflushed >= _EARLY_FLUSH_BYTES and (flushing is None or flushing.done()):
+                flushing = loop.run_in_executor(None, os.fdatasync, f.fileno())
+                unflushed = 0
         if pending is not None:
             await pending
             pending = None
     finally:
-        if pending is not None:
-            # A failed read mid-stream: finish the write in flight before closing the file.
-            await asyncio.gather(pending, return_exceptions=True)
+        # On a failed read mid-stream too: nothing may still use the file when it closes.
+        await asyncio.gather(
+            *(job for job in (pending, flushing) if job is not None), return_exceptions=True
+        )
         await asyncio.to_thread(_close_synced, f)
     return offset
 

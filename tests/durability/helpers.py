@@ -103,7 +103,7 @@ class RegistryClient:
         self.session = session
         password = server.password
         assert password is not None, "the server has not written the bootstrap token yet"
-        self.auth = {"Authorization": aiohttp.BasicAuth(server.username, password).encode()}
+        self.auth = {"Authorization": aiohttp.encode_basic_auth(server.username, password)}
 
     @property
     def url(self) -> str:
