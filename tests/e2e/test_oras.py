@@ -15,9 +15,12 @@ from typing import Any
 
 import oras.auth.utils
 import oras.client
+import oras.main.login
+import oras.utils
 import oras.oci
 import pytest
 
+from tests.e2e.docker_engine import DockerEngine
 from tests.e2e.oci_layout import OCI_INDEX, OCI_MANIFEST, canonical_json, sha256_digest
 from tests.e2e.tools import Registry
 
@@ -274,3 +277,40 @@ def test_referrers_of_a_digest_nobody_refers_to_is_an_empty_index(artifacts: Art
 
     assert index["schemaVersion"] == 2
     assert index["manifests"] == []
+
+
+def test_oras_login_through_the_docker_engine_then_pull(
+    artifacts: Artifacts,
+    registry: Registry,
+    dockerd: DockerEngine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if registry.password is None:
+        pytest.skip("the registry under test has no login")
+    files = {"notes.txt": os.urandom(64)}
+    artifacts.push_tagged(
+        "login",
+        artifact_manifest(
+            SBOM_TYPE, artifacts.empty_config(), artifacts.upload_blobs(files, "text/plain")
+        ),
+    )
+    # oras-py builds its Docker client for the default socket; ours listens elsewhere.
+    monkeypatch.setattr(oras.utils, "get_docker_client", lambda **_: dockerd.client)
+
+    def no_fallback(*args: Any, **kwargs: Any) -> dict[str, str]:
+        # oras-py falls back to writing the config unchecked when the engine refuses.
+        raise AssertionError("the Docker engine refused the login")
+
+    monkeypatch.setattr(oras.main.login.DockerClient, "login", no_fallback)
+    client = oras.client.OrasClient(hostname=registry.address, insecure=True)
+    with pytest.raises(AssertionError, match="engine refused"):
+        client.login(registry.username, "not-the-token", hostname=registry.address,
+                     tls_verify=False, config_path=str(tmp_path / "docker-config.json"))  # fmt: skip
+    answer = client.login(
+        registry.username, registry.password, hostname=registry.address, tls_verify=False,
+        config_path=str(tmp_path / "docker-config.json"),
+    )  # fmt: skip
+    assert answer.get("Status") == "Login Succeeded", answer
+    pulled = client.pull(target=artifacts.target(":login"), outdir=str(tmp_path / "out"))
+    assert {Path(p).name: Path(p).read_bytes() for p in pulled} == files

@@ -91,3 +91,27 @@ def test_push_rmi_pull_gives_back_the_same_image(
 
     assert podman.image_id(reference) == image_id
     assert podman("image", "inspect", "--format", "{{.Digest}}", reference) == pushed_digest
+
+
+def test_podman_login_stores_credentials_that_later_pushes_use(
+    podman: Podman, registry: Registry, tmp_path: Path
+) -> None:
+    if registry.password is None:
+        pytest.skip("the registry under test has no login")
+    wrong = run(
+        [*podman.base, "login", "--tls-verify=false", "-u", registry.username,
+         "-p", "not-the-token", registry.address],
+        env=podman.env, check=False,
+    )  # fmt: skip
+    assert wrong.returncode != 0
+    login = podman("login", "--tls-verify=false", "-u", registry.username,
+                   "-p", registry.password, registry.address)  # fmt: skip
+    assert "Login Succeeded" in login
+    layout = OciLayout(tmp_path / "layout")
+    layout.tag(layout.add_image(random_layers(1, 10_000, os.urandom(16))), "v1")
+    image_id = podman("pull", f"oci:{layout.root}:v1").splitlines()[-1]
+    reference = f"{registry.address}/{registry.username}/podman-login:v1"
+    podman("tag", image_id, reference)
+    # No --creds: the stored login answers the registry's challenge.
+    podman("push", "--tls-verify=false", reference)
+    podman("logout", registry.address)
