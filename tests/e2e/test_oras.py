@@ -16,8 +16,8 @@ from typing import Any
 import oras.auth.utils
 import oras.client
 import oras.main.login
-import oras.utils
 import oras.oci
+import oras.utils
 import pytest
 
 from tests.e2e.docker_engine import DockerEngine
@@ -304,13 +304,15 @@ def test_oras_login_through_the_docker_engine_then_pull(
 
     monkeypatch.setattr(oras.main.login.DockerClient, "login", no_fallback)
     client = oras.client.OrasClient(hostname=registry.address, insecure=True)
+    config = str(tmp_path / "docker-config.json")
+    where: dict[str, Any] = {
+        "hostname": registry.address,
+        "tls_verify": False,
+        "config_path": config,
+    }
     with pytest.raises(AssertionError, match="engine refused"):
-        client.login(registry.username, "not-the-token", hostname=registry.address,
-                     tls_verify=False, config_path=str(tmp_path / "docker-config.json"))  # fmt: skip
-    answer = client.login(
-        registry.username, registry.password, hostname=registry.address, tls_verify=False,
-        config_path=str(tmp_path / "docker-config.json"),
-    )  # fmt: skip
+        client.login(registry.username, "not-the-token", **where)
+    answer = client.login(registry.username, registry.password, **where)
     assert answer.get("Status") == "Login Succeeded", answer
     pulled = client.pull(target=artifacts.target(":login"), outdir=str(tmp_path / "out"))
     assert {Path(p).name: Path(p).read_bytes() for p in pulled} == files
