@@ -15,14 +15,12 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import shutil
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import pytest
 
 from tests.durability.helpers import (
     Acks,
@@ -36,6 +34,7 @@ from tests.durability.helpers import (
     random_bytes,
 )
 from tests.e2e.oci_layout import OciLayout, random_layers
+from tests.e2e.tools import require_tool
 from tests.server import Server, running_beakerd
 
 ROUNDS = int(os.environ.get("BEAKERD_CRASH_ROUNDS", "20"))
@@ -146,8 +145,8 @@ async def check_after_restart(server: Server, acks: Acks, interrupted: list[Push
         assert await client.verify(acks) == []
 
 
-@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
 async def test_acknowledged_pushes_survive_repeated_kill_9(tmp_path: Path) -> None:
+    require_tool("skopeo")  # a skip on a laptop without it, a failure in CI
     seed = int.from_bytes(os.urandom(4), "big")
     rng = random.Random(seed)
     layout = OciLayout(tmp_path / "source")
