@@ -34,14 +34,16 @@ class BeakerAuthority:
         if not secret.startswith(TOKEN_PREFIX):
             return None
         row = await self.db.fetchone(
-            "SELECT t.id, a.admin FROM api_tokens t JOIN accounts a ON a.id = t.account_id"
+            "SELECT t.id, t.expires, a.admin FROM api_tokens t"
+            " JOIN accounts a ON a.id = t.account_id"
             " WHERE t.secret_sha256 = ? AND a.name = ? AND t.revoked IS NULL"
             " AND (t.expires IS NULL OR t.expires > strftime('%s', 'now'))",
             (hash_secret(secret), username),
         )
         if row is None:
             return None
-        return Principal(username, bool(row["admin"]), None, row["id"])
+        expires = float(row["expires"]) if row["expires"] is not None else None
+        return Principal(username, bool(row["admin"]), None, row["id"], expires)
 
     async def allowed_actions(self, principal: Principal | None, repository: str) -> frozenset[str]:
         if principal is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -36,6 +37,9 @@ class Principal:
     # Set for a minted, repository-scoped credential: it may do exactly what these say.
     grants: tuple[Grant, ...] | None = None
     token_id: str | None = None
+    # When the credential itself expires (an API token with an expiry, a minted credential):
+    # no registry token issued from it may outlive it.
+    expires: float | None = None
 
 
 class Authority(Protocol):
@@ -215,9 +219,8 @@ async def _principal_from_basic(
             return None
         if claims.subject != username or (claims.limit is None and not claims.grants):
             return None
-        return Principal(
-            claims.subject, claims.admin, claims.limit or claims.grants, claims.token_id
-        )
+        limit = claims.limit or claims.grants
+        return Principal(claims.subject, claims.admin, limit, claims.token_id, claims.expires)
     return await authority.authenticate(username, password)
 
 
@@ -338,10 +341,15 @@ async def token_endpoint(request: web.Request) -> web.Response:
         Grant(repository, actions & await caller.rights(repository))
         for repository, actions in wanted.items()
     ]
+    ttl = policy.token_ttl
+    if principal is not None and principal.expires is not None:
+        ttl = min(ttl, principal.expires - time.time())
+        if ttl <= 0:
+            return error_response(ErrorCode.UNAUTHORIZED, "the credential has expired")
     token = issuer.issue(
         principal.name if principal else "",
         [g for g in grants if g.actions],
-        policy.token_ttl,
+        ttl,
         limit=principal.grants if principal else None,
         catalog=catalog,
         admin=bool(principal and principal.admin),
@@ -351,7 +359,7 @@ async def token_endpoint(request: web.Request) -> web.Response:
     body = {
         "token": token,
         "access_token": token,
-        "expires_in": int(policy.token_ttl),
+        "expires_in": int(ttl),
         "issued_at": issued,
     }
     return web.json_response(body)

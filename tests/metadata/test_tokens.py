@@ -34,3 +34,21 @@ async def test_nobody_revokes_another_accounts_token(api: Api) -> None:
     resp = await api.call("DELETE", f"/user/tokens/{mine['data'][0]['id']}", bob_secret)
     assert resp.status == 404
     assert (await api.call("GET", "/user")).status == 200
+
+
+async def test_registry_tokens_never_outlive_an_expiring_api_token(api: Api) -> None:
+    import time
+
+    from metadata.accounts import issue_token
+
+    _, secret = await issue_token(api.db, "tester", "short-lived", expires=time.time() + 90)
+    resp = await api.client.get(
+        "/v2/token",
+        params={"scope": "repository:tester/app:pull"},
+        headers=basic("tester", secret),
+    )
+    assert resp.status == 200
+    assert 0 < (await resp.json())["expires_in"] <= 90
+    _, expired = await issue_token(api.db, "tester", "gone", expires=time.time() - 1)
+    resp = await api.client.get("/v2/token", headers=basic("tester", expired))
+    assert resp.status == 401
