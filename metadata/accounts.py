@@ -170,6 +170,3 @@ async def count_accounts(db: Database) -> int:
     return int(row[0]) if row else 0
 
 
-async def set_admin(db: Database, account_name: str, admin: bool) -> None:
-    account = await get_account(db, account_name)
-    await db.execute("UPDATE accounts SET admin = ? WHERE id = ?", (int(admin), account.id))

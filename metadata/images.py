@@ -257,8 +257,3 @@ async def delete_image(db: Database, registry: RegistryContext, image: Image) ->
         raise NotFound(f"image {image.id!r} not found")
     await registry.repositories.delete_repository(image.repository)
     registry.changed()
-
-
-async def count_images(db: Database) -> int:
-    row = await db.fetchone("SELECT count(*) FROM images")
-    return int(row[0]) if row else 0

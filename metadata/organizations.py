@@ -59,16 +59,6 @@ async def add_member(db: Database, org_ref: str, account_name: str, role: str = 
     )
 
 
-async def remove_member(db: Database, org_ref: str, account_name: str) -> bool:
-    org = await get_organization(db, org_ref)
-    account = await get_account(db, account_name)
-    changed = await db.execute(
-        "DELETE FROM organization_members WHERE organization_id = ? AND account_id = ?",
-        (org.id, account.id),
-    )
-    return changed > 0
-
-
 async def is_member(db: Database, org_id: str, account_id: str) -> bool:
     row = await db.fetchone(
         "SELECT 1 FROM organization_members WHERE organization_id = ? AND account_id = ?",

@@ -29,23 +29,6 @@ class BlobStore:
     def path(self, digest: Digest) -> Path:
         return self.root / digest.algorithm / digest.hex[:2] / digest.hex
 
-    def _publish(self, staged: Path, digest: Digest) -> None:
-        target = self.path(digest)
-        if target.exists():
-            # Same digest, same bytes: the copy already in place wins.
-            staged.unlink(missing_ok=True)
-            return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staged, target)
-        fsync_dir(target.parent)
-
-    async def publish(self, staged: Path, digest: Digest) -> None:
-        """Move a verified, fsynced file into place under its digest."""
-        await asyncio.to_thread(self._publish, staged, digest)
-
-    async def remove(self, digest: Digest) -> None:
-        await asyncio.to_thread(self.path(digest).unlink, True)
-
     async def size_on_disk(self, digest: Digest) -> int | None:
         try:
             stat = await asyncio.to_thread(self.path(digest).stat)

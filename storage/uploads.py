@@ -14,7 +14,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -350,8 +350,3 @@ async def _write_stream(
         )
         await asyncio.to_thread(_close_synced, f)
     return offset
-
-
-async def iterate(data: bytes) -> AsyncIterator[bytes]:
-    """A body already in memory, as the chunk stream the upload functions take."""
-    yield data
