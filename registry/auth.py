@@ -13,7 +13,7 @@ import base64
 import binascii
 import datetime as dt
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from aiohttp import web
@@ -91,10 +91,7 @@ class _Caller:
         """Those of `repositories` the account may pull, in the order given."""
         if self.policy.anonymous_pull:
             return repositories
-        principal = self.principal
-        if principal is not None and principal.grants is not None:
-            principal = Principal(principal.name, principal.admin, None, principal.token_id)
-        allowed = await self.authority.readable_repositories(principal, repositories)
+        allowed = await self.authority.readable_repositories(self._account(), repositories)
         return [name for name in repositories if name in allowed]
 
     async def account_rights(self, repository: str) -> frozenset[str]:
@@ -103,15 +100,19 @@ class _Caller:
         Used only to tell whether a blob already exists somewhere the account can read, so
         that pushing through an image's credential still says "Layer already exists".
         """
-        principal = self.principal
-        if principal is not None and principal.grants is not None:
-            account = Principal(principal.name, principal.admin, None, principal.token_id)
-            rights = await self.authority.allowed_actions(account, repository)
-            return rights | granted(principal.grants, repository)
-        rights = await self.authority.allowed_actions(principal, repository)
+        rights = await self.authority.allowed_actions(self._account(), repository)
+        if self.principal is not None and self.principal.grants is not None:
+            rights |= granted(self.principal.grants, repository)
         if self.policy.anonymous_pull:
             rights |= {PULL}
         return rights
+
+    def _account(self) -> Principal | None:
+        """The caller as its account, without the narrowing of a minted credential."""
+        principal = self.principal
+        if principal is None or principal.grants is None:
+            return principal
+        return replace(principal, grants=None)
 
 
 class BearerAccess:
