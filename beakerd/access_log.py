@@ -5,9 +5,8 @@ written (also for responses cut short by the client), so this is the one place t
 final status and the bytes actually sent, at no cost to the handlers: no middleware frame and
 no extra await on the hot path.
 
-The account: the registry's auth puts an Access object on the request under
-`beakerd.access` (registry/access.py); the Beaker API may put the account (or its name) under
-`beakerd.account`. Whatever is found is logged; nothing is looked up.
+The account: whichever API authenticated the caller (registry/auth.py, metadata/http.py)
+records its name under `ACCOUNT_NAME` (registry/access.py); nothing is looked up here.
 
 Lines have the shapes beakerd/logging_setup.py gives every record (text or JSON, chosen by
 `--log-format`), but skip the logging machinery: they are formatted here and written to stderr
@@ -26,7 +25,6 @@ import logging
 import os
 import sys
 import time
-from typing import Any
 
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_fileresponse import FileResponse
@@ -34,10 +32,9 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from beakerd import metrics
+from registry.access import ACCOUNT_NAME
 
 ACCESS_LOGGER = "beakerd.access"
-REGISTRY_ACCESS_KEY = "beakerd.access"  # registry/access.py ACCESS_KEY
-ACCOUNT_KEY = "beakerd.account"
 UNMATCHED_ROUTE = "unmatched"
 
 # Route pattern per resource object: computed once, since `canonical` builds a string.
@@ -61,19 +58,7 @@ def route_pattern(request: BaseRequest) -> str:
 
 def account_of(request: BaseRequest) -> str | None:
     """The caller's account name, if the auth layers recorded one on the request."""
-    account: Any = request.get(ACCOUNT_KEY)
-    if account is not None:
-        return str(getattr(account, "name", account))
-    access: Any = request.get(REGISTRY_ACCESS_KEY)
-    if access is None:
-        return None
-    claims = getattr(access, "claims", None)
-    subject = getattr(claims, "subject", None)
-    if subject:
-        return str(subject)
-    principal = getattr(getattr(access, "caller", None), "principal", None)
-    name = getattr(principal, "name", None)
-    return str(name) if name else None
+    return request.get(ACCOUNT_NAME)
 
 
 def bytes_sent(request: BaseRequest, response: StreamResponse) -> int:

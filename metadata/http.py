@@ -26,6 +26,7 @@ from metadata.context import METADATA, MetadataContext
 from metadata.errors import Invalid, MetadataError, NotFound, RequestTimeout, Unauthorized
 from metadata.models import ErrorBody, WireModel
 from metadata.records import Account
+from registry.access import ACCOUNT_NAME
 from registry.bodies import read_timeout
 
 log = logging.getLogger("beakerd.metadata")
@@ -133,9 +134,6 @@ class MethodNotAllowed(MetadataError):
     status = 405
 
 
-ACCOUNT_KEY = "beakerd.account"
-
-
 async def _authenticate(request: web.Request) -> Account:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -144,7 +142,7 @@ async def _authenticate(request: web.Request) -> Account:
     account = await account_for_token(request.app[METADATA].db, token.strip())
     if account is None:
         raise Unauthorized("invalid, expired or revoked API token")
-    request[ACCOUNT_KEY] = account.name  # for the access log
+    request[ACCOUNT_NAME] = account.name
     return account
 
 

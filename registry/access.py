@@ -58,7 +58,9 @@ class Unrestricted:
         return RegistryError(ErrorCode.DENIED)
 
 
-ACCESS_KEY = "beakerd.access"
+ACCESS_KEY = web.RequestKey("beakerd.access", Access)
+# The caller's account name, recorded by whichever API authenticated it (for the access log).
+ACCOUNT_NAME = web.RequestKey("beakerd.account", str)
 _UNRESTRICTED = Unrestricted()
 
 

@@ -19,7 +19,7 @@ from typing import Protocol
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from registry.access import ACCESS_KEY, PULL
+from registry.access import ACCESS_KEY, ACCOUNT_NAME, PULL
 from registry.context import REGISTRY
 from registry.errors import ErrorCode, RegistryError, error_response
 from registry.names import MAX_NAME_LENGTH, check_name
@@ -280,6 +280,8 @@ async def registry_auth(request: web.Request, handler: Handler) -> web.StreamRes
     if request.path == "/v2/" and principal is None and claims is None:
         # The version check is how docker login learns where to authenticate.
         raise challenge(realm, policy.service, None)
+    if principal is not None:
+        request[ACCOUNT_NAME] = principal.name
     request[ACCESS_KEY] = (
         BearerAccess(caller, claims, realm) if claims is not None else DirectAccess(caller, realm)
     )
