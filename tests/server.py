@@ -70,6 +70,12 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
 
+    def kill(self) -> None:
+        """SIGKILL the server and every worker it forked at once, as a power cut would."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
     def restart(self) -> None:
         """Start the server again on the same port and data folder."""
         self.stop()
@@ -91,7 +97,10 @@ def _spawn(
         *extra_args,
     ]  # fmt: skip
     log = open(log_path, "ab")
-    return subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    # A session of its own: `kill()` can then take down the workers it forks too.
+    return subprocess.Popen(
+        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def _wait_ready(server: Server, timeout: float = 30.0) -> None:

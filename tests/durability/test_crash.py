@@ -1,7 +1,8 @@
 """kill -9 the real server at random moments during concurrent pushes, again and again.
 
 Each round starts monolithic image pushes, chunked uploads and skopeo copies at once, sends
-SIGKILL to the server after a random delay, restarts it, and checks:
+SIGKILL to the server (one process, or the supervisor and both its workers) after a random
+delay, restarts it, and checks:
 - every blob and manifest acknowledged (2xx) in any round so far is served and hashes right;
 - nothing partial is visible: an interrupted blob is either absent or whole, and fsck finds
   no corrupt file, no row without its file and no dangling reference;
@@ -15,12 +16,12 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.durability.helpers import (
     Acks,
@@ -126,8 +127,7 @@ async def run_until_killed(
         client = RegistryClient(server, session)
         tasks = [asyncio.create_task(push.run(client, acks)) for push in pushes]
         await asyncio.sleep(delay)
-        server.proc.send_signal(signal.SIGKILL)
-        server.proc.wait()
+        server.kill()
         results = await asyncio.gather(*tasks, return_exceptions=True)
     return [push for push, result in zip(pushes, results, strict=True) if result is not None]
 
@@ -145,7 +145,8 @@ async def check_after_restart(server: Server, acks: Acks, interrupted: list[Push
         assert await client.verify(acks) == []
 
 
-async def test_acknowledged_pushes_survive_repeated_kill_9(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-workers"])
+async def test_acknowledged_pushes_survive_repeated_kill_9(tmp_path: Path, workers: int) -> None:
     require_tool("skopeo")  # a skip on a laptop without it, a failure in CI
     seed = int.from_bytes(os.urandom(4), "big")
     rng = random.Random(seed)
@@ -155,7 +156,7 @@ async def test_acknowledged_pushes_survive_repeated_kill_9(tmp_path: Path) -> No
         layout.tag(image, f"img{k}")
     acks = Acks()
     kills = interrupted_total = 0
-    with running_beakerd(tmp_path / "server") as server:
+    with running_beakerd(tmp_path / "server", ["--workers", str(workers)]) as server:
         for round_no in range(ROUNDS):
             shared = random_bytes(64 << 10)
             prefix = f"crash/r{round_no}"
