@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import urllib.error
@@ -62,3 +63,29 @@ def test_duplicate_account_and_unknown_token_fail_with_one_line(fresh_beakerd: S
     unknown = beakerd(fresh_beakerd, "token", "revoke", "tk_nothing")
     assert unknown.returncode == 1
     assert "Traceback" not in unknown.stderr
+
+
+def beaker(
+    server: Server, *args: str, token: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HOME": str(server.home)}
+    if token is not None:
+        env["BEAKER_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "beakerd.beaker_cli", *args],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+
+
+def test_beaker_account_token_create_list_revoke_against_the_server(fresh_beakerd: Server) -> None:
+    created = beaker(fresh_beakerd, "account", "token", "create", "--description", "laptop")
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.split()[0]
+    assert beaker(fresh_beakerd, "account", "whoami", token=secret).returncode == 0
+    listed = beaker(fresh_beakerd, "account", "token", "list")
+    row = next(line for line in listed.stdout.splitlines() if "laptop" in line)
+    revoked = beaker(fresh_beakerd, "account", "token", "revoke", row.split()[0])
+    assert revoked.returncode == 0, revoked.stderr
+    refused = beaker(fresh_beakerd, "account", "whoami", token=secret)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("Error: ") and "Traceback" not in refused.stderr
