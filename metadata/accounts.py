@@ -17,6 +17,7 @@ import aiosqlite
 from metadata.errors import Conflict, Invalid, NotFound
 from metadata.ids import is_valid_name, new_id, now
 from metadata.records import Account, TokenInfo
+from registry.names import is_path_component
 from storage.database import Database
 
 TOKEN_PREFIX = "bk_"
@@ -35,8 +36,12 @@ async def create_account(
     db: Database, name: str, admin: bool = False, display_name: str | None = None
 ) -> tuple[Account, str]:
     """A new account, its first API token, and its personal org and default workspace."""
-    if not is_valid_name(name):
-        raise Invalid(f"invalid account name {name!r}: use letters, digits, '.', '_' and '-'")
+    # Each account owns the registry namespace of its name, so the name must be one.
+    if not is_valid_name(name) or not is_path_component(name):
+        raise Invalid(
+            f"invalid account name {name!r}: use lowercase letters and digits, separated by"
+            " '.', '_' or '-' (the name is also the account's registry namespace)"
+        )
     account = Account(new_id("us"), name, display_name or name, admin, now())
     secret = _new_secret()
     try:

@@ -69,8 +69,10 @@ async def bootstrap(
 
 
 def _safe_name(user: str) -> str:
-    """An OS user name as an account name (`[A-Za-z0-9._-]+`)."""
-    return re.sub(r"[^A-Za-z0-9._-]", "-", user).strip(".") or "admin"
+    """An OS user name as an account name: lowercase words joined by '-' (`Jane Doe` ->
+    `jane-doe`), so that it is also a valid registry namespace."""
+    words = re.findall(r"[a-z0-9]+", user.lower())
+    return "-".join(words) or "admin"
 
 
 def write_config_if_absent(path: Path, config: dict[str, str]) -> bool:

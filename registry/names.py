@@ -9,9 +9,15 @@ from storage.digests import Digest, InvalidDigest
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 _NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
+_COMPONENT_RE = re.compile(rf"^{_COMPONENT}$")
 _TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 # Docker limits the whole name, host included, to 255 characters.
 MAX_NAME_LENGTH = 255
+
+
+def is_path_component(text: str) -> bool:
+    """Whether `text` can be one segment of a repository name, e.g. an account's namespace."""
+    return len(text) <= MAX_NAME_LENGTH and _COMPONENT_RE.match(text) is not None
 
 
 def check_name(name: str) -> str:

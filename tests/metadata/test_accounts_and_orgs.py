@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from metadata.errors import Invalid
 from metadata.organizations import add_member, create_organization
 from tests.metadata.helpers import Api
 
@@ -36,3 +39,11 @@ async def test_a_new_account_gets_a_personal_org_and_default_workspace(api: Api)
     workspace = await api.ok("GET", "/workspaces/alice%2Fdefault", token=token)
     assert workspace["owner"]["name"] == "alice"
     assert workspace["author"]["name"] == "alice"
+
+
+async def test_account_names_must_also_be_registry_namespaces(api: Api) -> None:
+    for name in ("Alice", "a__", "-bob", "carol."):
+        with pytest.raises(Invalid, match="registry namespace"):
+            await api.new_account(name)
+    account, _ = await api.new_account("dave.smith_2")
+    assert account.name == "dave.smith_2"

@@ -51,7 +51,7 @@ async def test_an_existing_beaker_config_is_left_untouched(
 async def test_bootstrap_account_defaults_to_the_os_user(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("getpass.getuser", lambda: "ada lovelace")
+    monkeypatch.setattr("getpass.getuser", lambda: "Ada Lovelace")
     async with TestClient(TestServer(make_app(tmp_path, bootstrap_account=None))) as client:
         config = yaml.safe_load((home / ".beaker" / "config.yml").read_text())
         me = await Api(client, config["user_token"]).ok("GET", "/user")
