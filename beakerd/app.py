@@ -76,6 +76,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         bootstrap_account=settings.bootstrap_account,
         token_ttl_seconds=settings.token_ttl_seconds,
         scheme=settings.url_scheme,
+        pages_show_private=settings.loopback_only,
     )
     if AUTHORITY not in app:  # tests may bring their own
         app[AUTHORITY] = BeakerAuthority(db)

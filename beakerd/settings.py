@@ -104,6 +104,11 @@ class Settings(BaseSettings):
         return f"{self.host}:{self.port}"
 
     @property
+    def loopback_only(self) -> bool:
+        """Whether only this machine can reach the server."""
+        return self.host in {"127.0.0.1", "localhost", "::1"} or self.host.startswith("127.")
+
+    @property
     def registry_address(self) -> str:
         """host:port as clients address the registry, e.g. in `docker push HOST:PORT/repo`."""
         return self.public_address or self.listen_address

@@ -18,6 +18,9 @@ class MetadataContext:
     registry_address: str
     # Lifetime of the registry credentials minted for an image.
     token_ttl_seconds: float
+    # The web pages have no login: they show every image only when the server listens on
+    # loopback alone (a laptop), else only images of public workspaces.
+    pages_show_private: bool = True
 
 
 METADATA = web.AppKey("metadata", MetadataContext)

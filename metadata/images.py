@@ -141,9 +141,10 @@ async def list_images(
     text: str | None = None,
     offset: int = 0,
     limit: int = 100,
+    public_only: bool = False,
 ) -> list[Image]:
     """Images of a workspace (or of all), sorted, optionally matching `text` in the name."""
-    clauses: list[str] = []
+    clauses: list[str] = ["w.public = 1"] if public_only else []
     params: list[Any] = []
     if workspace is not None:
         clauses.append("i.workspace_id = ?")

@@ -16,14 +16,14 @@ import html
 from aiohttp import web
 from markdown_it import MarkdownIt
 
-from metadata.context import METADATA
+from metadata.context import METADATA, MetadataContext
 from metadata.ids import rfc3339
 from metadata.images import find_image, list_images, manifest_layers
 from metadata.models import image_tag
 from metadata.records import Image
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
-INDEX_LIMIT = 500
+INDEX_PAGE = 100
 _markdown = MarkdownIt("commonmark", {"html": False})
 
 _STYLE = """
@@ -76,9 +76,24 @@ def _author(image: Image) -> str:
     return f"{_e(author.display_name)} (<code>{_e(author.name)}</code>)"
 
 
+def _shown(ctx: MetadataContext, image: Image) -> bool:
+    return ctx.pages_show_private or image.workspace.public
+
+
+def _page_number(request: web.Request) -> int:
+    raw = request.query.get("page", "1")
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 1_000_000 else 1
+
+
 async def index(request: web.Request) -> web.Response:
     ctx = request.app[METADATA]
-    images = await list_images(ctx.db, None, field="created", descending=True, limit=INDEX_LIMIT)
+    page = _page_number(request)
+    found = await list_images(
+        ctx.db, None, field="created", descending=True,
+        offset=(page - 1) * INDEX_PAGE, limit=INDEX_PAGE + 1,
+        public_only=not ctx.pages_show_private,
+    )  # fmt: skip
+    images = found[:INDEX_PAGE]
     rows = "".join(
         f'<tr><td><a href="/im/{_e(image.id)}">{_e(_display_name(image))}</a></td>'
         f"<td><code>{_e(image.id)}</code></td>"
@@ -92,6 +107,13 @@ async def index(request: web.Request) -> web.Response:
         if images
         else "<p>No images yet. Create one with <code>beaker image create</code>.</p>"
     )
+    links = []
+    if page > 1:
+        links.append(f'<a href="/?page={page - 1}">Newer images</a>')
+    if len(found) > INDEX_PAGE:
+        links.append(f'<a href="/?page={page + 1}">Older images</a>')
+    if links:
+        body += "<p>" + " · ".join(links) + "</p>"
     return _page("Beaker images", body)
 
 
@@ -100,7 +122,7 @@ async def image_page(request: web.Request) -> web.Response:
     image_id = request.match_info["image_id"]
     # IDs only: full names contain a slash and the route takes one segment.
     image = await find_image(ctx.db, image_id) if "/" not in image_id else None
-    if image is None:
+    if image is None or not _shown(ctx, image):
         return _page("Not found", f"<h1>No image {_e(image_id)}</h1>", status=404)
     tag = image_tag(ctx.registry_address, image.repository)
     beaker_ref = image.full_name or image.id

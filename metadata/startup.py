@@ -17,7 +17,10 @@ async def open_metadata(
     bootstrap_account: str | None,
     token_ttl_seconds: float,
     scheme: str = "http",
+    pages_show_private: bool = True,
 ) -> MetadataContext:
     await db.migrate("metadata", MIGRATIONS)
     await bootstrap(db, registry_address, bootstrap_account, scheme=scheme)
-    return MetadataContext(db, registry, registry_address, token_ttl_seconds)
+    return MetadataContext(
+        db, registry, registry_address, token_ttl_seconds, pages_show_private
+    )

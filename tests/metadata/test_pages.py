@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from tests.metadata.conftest import config_token, make_app
 from tests.metadata.helpers import Api, push_latest, repository_of
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
@@ -56,3 +61,33 @@ async def test_an_unknown_image_page_is_404(api: Api) -> None:
     resp = await api.client.get("/im/bp_nope00000000")
     assert resp.status == 404
     assert "bp_nope00000000" in await resp.text()
+
+
+async def test_the_index_pages_through_older_images(api: Api) -> None:
+    from metadata import pages
+
+    for n in range(pages.INDEX_PAGE + 2):
+        await api.create_image(f"img{n}")
+    first = await (await api.client.get("/")).text()
+    assert "tester/img101<" in first and "tester/img1<" not in first
+    assert 'href="/?page=2">Older images' in first
+    second = await (await api.client.get("/?page=2")).text()
+    assert "tester/img1<" in second and "tester/img0<" in second
+    assert 'href="/?page=1">Newer images' in second and "Older images" not in second
+    assert "tester/img101<" in await (await api.client.get("/?page=bogus")).text()
+
+
+async def test_a_server_reachable_from_other_machines_shows_only_public_workspaces(
+    tmp_path: Path, home: Path
+) -> None:
+    app = make_app(tmp_path, host="0.0.0.0")
+    async with TestClient(TestServer(app)) as client:
+        api = Api(client, config_token(home))
+        private = await api.create_image("private")
+        await api.ok("POST", "/workspaces", json_body={"name": "open", "org": "tester",
+                                                        "public": True})  # fmt: skip
+        public = await api.create_image("shared", workspace="tester/open")
+        index = await (await client.get("/")).text()
+        assert "tester/shared" in index and "tester/private" not in index
+        assert (await client.get(f"/im/{public['id']}")).status == 200
+        assert (await client.get(f"/im/{private['id']}")).status == 404
