@@ -96,11 +96,12 @@ def _spawn(
         "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
         *extra_args,
     ]  # fmt: skip
-    log = open(log_path, "ab")
-    # A session of its own: `kill()` can then take down the workers it forks too.
-    return subprocess.Popen(
-        cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
+    # A session of its own: `kill()` can then take down the workers it forks too. The child
+    # keeps its own copy of the log's descriptor; ours closes at once.
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def _wait_ready(server: Server, timeout: float = 30.0) -> None:

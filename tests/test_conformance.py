@@ -16,6 +16,8 @@ from tests.server import Server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+SEEN = web.AppKey("seen", dict[str, list[str]])
+
 
 def test_beakerd_passes_every_oci_conformance_check(beakerd_server: Server) -> None:
     cmd = [sys.executable, "-m", "conformance", "--url", beakerd_server.url]
@@ -67,7 +69,7 @@ def _challenging_registry(scheme: str) -> web.Application:
         )
 
     app = web.Application()
-    app["seen"] = seen
+    app[SEEN] = seen
     app.router.add_get("/token", token)
     app.router.add_get("/v2/", v2)
     app.router.add_get("/v2/conformance/x/tags/list", v2)
@@ -87,7 +89,7 @@ async def test_suite_client_answers_auth_challenges_with_credentials(
     assert again.status == 200
     if scheme == "bearer":
         # The cached token is reused: one token fetch, carrying the challenge's scope.
-        requests = server.app["seen"]["token_requests"]
+        requests = server.app[SEEN]["token_requests"]
         assert len(requests) == 1
         assert "scope=repository" in requests[0] and "service=fake" in requests[0]
 
