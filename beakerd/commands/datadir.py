@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from beakerd.settings import Settings
 from storage.database import Database
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
+
+
+def data_exists(settings: Settings, command: str) -> bool:
+    """Whether the data folder holds a beakerd database; says so on stderr when it does not."""
+    if (settings.data_dir / "beakerd.db").exists():
+        return True
+    print(f"beakerd {command}: no beakerd data in {settings.data_dir}", file=sys.stderr)
+    return False
 
 
 @asynccontextmanager

@@ -8,7 +8,7 @@ import json
 import sys
 from dataclasses import asdict
 
-from beakerd.commands.datadir import open_database
+from beakerd.commands.datadir import data_exists, open_database
 from beakerd.settings import Settings
 from storage.fsck import Fsck, FsckReport
 from storage.gc import GcBusy, human_bytes
@@ -37,9 +37,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    root = settings.data_dir
-    if not (root / "beakerd.db").exists():
-        print(f"beakerd fsck: no beakerd data in {root}", file=sys.stderr)
+    if not data_exists(settings, "fsck"):
         return 2
     try:
         report = asyncio.run(_check(settings, args))

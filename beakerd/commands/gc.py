@@ -8,7 +8,7 @@ import json
 import sys
 import time
 
-from beakerd.commands.datadir import open_database
+from beakerd.commands.datadir import data_exists, open_database
 from beakerd.settings import Settings
 from storage.gc import GarbageCollector, GcBusy, GcPolicy, GcReport
 from storage.generation import Generation
@@ -53,9 +53,7 @@ def policy_from(settings: Settings, args: argparse.Namespace) -> GcPolicy:
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    root = settings.data_dir
-    if not (root / "beakerd.db").exists():
-        print(f"beakerd gc: no beakerd data in {root}", file=sys.stderr)
+    if not data_exists(settings, "gc"):
         return 2
     try:
         report = asyncio.run(_collect(settings, args))
