@@ -21,6 +21,7 @@ from metadata.ids import rfc3339
 from metadata.images import find_image, list_images, manifest_layers
 from metadata.models import image_tag
 from metadata.records import Image
+from storage.sizes import human_bytes
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'"
 INDEX_PAGE = 100
@@ -44,14 +45,7 @@ def _e(value: object) -> str:
 
 
 def human_size(size: int | None) -> str:
-    if size is None:
-        return "-"
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
+    return "-" if size is None else human_bytes(size)
 
 
 def _page(title: str, body: str, status: int = 200) -> web.Response:

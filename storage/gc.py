@@ -43,6 +43,7 @@ from typing import Any
 from storage.blobs import BlobStore, fsync_dir
 from storage.database import Database
 from storage.digests import Digest, InvalidDigest
+from storage.sizes import human_bytes
 
 log = logging.getLogger("beakerd.gc")
 
@@ -93,15 +94,6 @@ class GcReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "freed_bytes": self.freed_bytes}
-
-
-def human_bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 @contextlib.asynccontextmanager

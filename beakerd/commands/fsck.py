@@ -11,7 +11,8 @@ from dataclasses import asdict
 from beakerd.commands.datadir import data_exists, open_database
 from beakerd.settings import Settings
 from storage.fsck import Fsck, FsckReport
-from storage.gc import GcBusy, human_bytes
+from storage.gc import GcBusy
+from storage.sizes import human_bytes
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
