@@ -8,7 +8,6 @@ Pushes go the ways clients push: monolithic (`POST ?digest=`), chunked (`POST`, 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import subprocess
@@ -19,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from tests.registry.helpers import digest_of
 from tests.server import Server
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -26,10 +26,6 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def digest_of(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def random_bytes(size: int) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +13,7 @@ from metadata.accounts import create_account
 from metadata.context import METADATA
 from metadata.records import Account
 from storage.database import Database
-from tests.registry.helpers import OCI_MANIFEST, descriptor, digest_of, push_blob
+from tests.registry.helpers import OCI_MANIFEST, basic, descriptor, digest_of, push_blob
 
 Client = TestClient[Any, Any]
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -79,11 +78,6 @@ class Api:
 def repository_of(image: dict[str, Any]) -> str:
     """The internal repository from an image's dockerTag (`host:port/repo`)."""
     return str(image["dockerTag"]).split("/", 1)[1]
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    raw = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {raw}"}
 
 
 async def push_latest(

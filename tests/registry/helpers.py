@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from typing import Any
@@ -14,6 +15,12 @@ OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 Client = TestClient[Any, Any]
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    """HTTP Basic credentials, as /v2 and the token endpoint take them."""
+    raw = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
 
 
 def digest_of(data: bytes) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from beakerd.settings import Settings
 from registry.auth import AUTHORITY, Principal
 from registry.context import REGISTRY
 from registry.tokens import TOKENS, Grant
-from tests.registry.helpers import OCI_MANIFEST, digest_of, error_code
+from tests.registry.helpers import OCI_MANIFEST, basic, digest_of, error_code
 
 TOKENS_BY_ACCOUNT = {"alice": "alice-secret", "bob": "bob-secret", "root": "root-secret"}
 
@@ -49,11 +48,6 @@ class StaticAuthority:
         if principal.admin or repository.split("/")[0] == principal.name:
             return frozenset({"pull", "push", "delete"})
         return frozenset()
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    raw = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {raw}"}
 
 
 async def _client(tmp_path: Path, **settings: Any) -> AsyncIterator[TestClient[Any, Any]]:
