@@ -40,6 +40,11 @@ def create_app(settings: Settings) -> web.Application:
         service=REGISTRY_SERVICE,
         anonymous_pull=settings.anonymous_pull,
         token_ttl=settings.token_ttl_seconds,
+        public_base=(
+            f"{settings.url_scheme}://{settings.public_address}"
+            if settings.public_address
+            else None
+        ),
     )
     add_registry_routes(app)
     add_metadata_routes(app)

@@ -151,6 +151,7 @@ class GcOutcome(Protocol):
     @property
     def freed_bytes(self) -> int: ...
 
+
 # -- the metrics of this process -----------------------------------------------------------------
 
 http_requests = Counter(
@@ -177,7 +178,6 @@ http_duration = Histogram(
 gc_runs = Counter("beakerd_gc_runs_total", "Garbage-collection passes completed.")
 gc_blobs_removed = Counter("beakerd_gc_blobs_removed_total", "Blobs deleted by garbage collection.")
 gc_bytes_freed = Counter("beakerd_gc_bytes_freed_total", "Bytes freed by garbage collection.")
-
 
 
 def record_gc(report: GcOutcome) -> None:

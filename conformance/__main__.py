@@ -114,15 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--namespace",
-        default="conformance",
-        help="repository prefix; each run adds a random component under it",
+        help="repository prefix; each run adds a random component under it"
+        " (default: the --username, whose namespace an account may push; else conformance)",
     )
     args = parser.parse_args(argv)
+    namespace = args.namespace or args.username or "conformance"
     workflows = args.workflow or list(WORKFLOWS)
     report = Report()
-    asyncio.run(
-        run_suite(args.url, args.username, args.password, workflows, args.namespace, report)
-    )
+    asyncio.run(run_suite(args.url, args.username, args.password, workflows, namespace, report))
     print(report.summary(), flush=True)
     return 0 if report.failed == 0 else 1
 

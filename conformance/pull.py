@@ -72,6 +72,16 @@ async def run(ctx: Context) -> None:
     )
     resp = await c.request("HEAD", f"/v2/{name}/manifests/no-such-tag")
     r.status("HEAD manifest by unknown tag answers 404", resp, 404)
+    # The official suite (distribution-spec conformance, "Pull manifests") asks for a name no
+    # tag can have and expects 404, not 400: nothing is stored under it.
+    for method in ("HEAD", "GET"):
+        resp = await c.request(method, f"/v2/{name}/manifests/.INVALID_MANIFEST_NAME")
+        r.status(f"{method} manifest by a reference no tag can have answers 404", resp, 404)
+    r.error_code(
+        "GET manifest by a reference no tag can have names MANIFEST_UNKNOWN",
+        resp,
+        ["MANIFEST_UNKNOWN"],
+    )
     resp = await c.request("HEAD", f"/v2/{name}/manifests/{absent_digest()}")
     r.status("HEAD manifest by unknown digest answers 404", resp, 404)
     missing_repo = ctx.repo("pull", "never-pushed")

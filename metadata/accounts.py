@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import sqlite3
+from dataclasses import dataclass
 
 import aiosqlite
 
@@ -140,17 +141,36 @@ async def revoke_token(db: Database, token_id: str) -> bool:
     return changed > 0
 
 
-async def account_for_token(db: Database, secret: str) -> Account | None:
-    """The account a valid (unrevoked, unexpired) API token belongs to."""
+@dataclass(frozen=True, slots=True)
+class Session:
+    """An API call's credential: the account and the API token it presented."""
+
+    account: Account
+    token_id: str
+    # When the token expires (None: never); credentials minted from it end no later.
+    expires: float | None
+
+
+async def session_for_token(db: Database, secret: str) -> Session | None:
+    """The account and token of a valid (unrevoked, unexpired) API token."""
     if not secret.startswith(TOKEN_PREFIX):
         return None
     row = await db.fetchone(
-        "SELECT a.id, a.name, a.display_name, a.admin, a.created FROM api_tokens t"
-        " JOIN accounts a ON a.id = t.account_id WHERE t.secret_sha256 = ?"
+        "SELECT a.id, a.name, a.display_name, a.admin, a.created, t.id AS token_id, t.expires"
+        " FROM api_tokens t JOIN accounts a ON a.id = t.account_id WHERE t.secret_sha256 = ?"
         " AND t.revoked IS NULL AND (t.expires IS NULL OR t.expires > ?)",
         (hash_secret(secret), now()),
     )
-    return Account.from_row(row) if row else None
+    if row is None:
+        return None
+    expires = float(row["expires"]) if row["expires"] is not None else None
+    return Session(Account.from_row(row), str(row["token_id"]), expires)
+
+
+async def account_for_token(db: Database, secret: str) -> Account | None:
+    """The account a valid (unrevoked, unexpired) API token belongs to."""
+    session = await session_for_token(db, secret)
+    return session.account if session else None
 
 
 async def find_account(db: Database, ref: str) -> Account | None:
@@ -173,5 +193,3 @@ async def get_account(db: Database, ref: str) -> Account:
 async def count_accounts(db: Database) -> int:
     row = await db.fetchone("SELECT count(*) FROM accounts")
     return int(row[0]) if row else 0
-
-

@@ -92,6 +92,18 @@ class BeakerAuthority:
         )
         return row is not None
 
+    async def image_is_live(self, image_id: str) -> bool:
+        """False once the image a minted credential was made for is deleted."""
+        row = await self.db.fetchone("SELECT 1 FROM images WHERE id = ?", (image_id,))
+        return row is not None
+
+    async def namespace_exists(self, repository: str) -> bool:
+        """Whether the first component of `repository` is an account's name (its namespace)."""
+        row = await self.db.fetchone(
+            "SELECT 1 FROM accounts WHERE name = ?", (repository.split("/", 1)[0],)
+        )
+        return row is not None
+
 
 def _in_namespace(account: Account, repository: str) -> bool:
     return repository == account.name or repository.startswith(account.name + "/")

@@ -21,7 +21,7 @@ from urllib.parse import unquote
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from metadata.accounts import account_for_token
+from metadata.accounts import Session, session_for_token
 from metadata.context import METADATA, MetadataContext
 from metadata.errors import Invalid, MetadataError, NotFound, RequestTimeout, Unauthorized
 from metadata.models import ErrorBody, WireModel
@@ -45,9 +45,13 @@ class Call:
     """One authenticated API call: who, the decoded path parameters, and the shared context."""
 
     request: web.Request
-    account: Account
+    session: Session
     params: tuple[str, ...]
     ctx: MetadataContext
+
+    @property
+    def account(self) -> Account:
+        return self.session.account
 
     def query(self, name: str) -> str | None:
         return self.request.query.get(name)
@@ -119,9 +123,9 @@ class Router:
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
         try:
-            account = await _authenticate(request)
+            session = await _authenticate(request)
             handler, params = self.match(request.method, path_segments(request.raw_path))
-            return await handler(Call(request, account, params, request.app[METADATA]))
+            return await handler(Call(request, session, params, request.app[METADATA]))
         except MetadataError as e:
             return error_response(e.status, e.message)
         except web.HTTPException as e:
@@ -134,16 +138,16 @@ class MethodNotAllowed(MetadataError):
     status = 405
 
 
-async def _authenticate(request: web.Request) -> Account:
+async def _authenticate(request: web.Request) -> Session:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("missing API token: send 'Authorization: Bearer <token>'")
-    account = await account_for_token(request.app[METADATA].db, token.strip())
-    if account is None:
+    session = await session_for_token(request.app[METADATA].db, token.strip())
+    if session is None:
         raise Unauthorized("invalid, expired or revoked API token")
-    request[ACCOUNT_NAME] = account.name
-    return account
+    request[ACCOUNT_NAME] = session.account.name
+    return session
 
 
 def json_response(model: WireModel, status: int = 200) -> web.Response:

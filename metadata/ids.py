@@ -9,7 +9,8 @@ import time
 from datetime import UTC, datetime
 
 _ALPHABET = string.ascii_lowercase + string.digits
-NAME_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+# Matched whole (fullmatch): `$` would let a final newline through.
+NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 MAX_NAME_LENGTH = 128
 
 
@@ -31,7 +32,9 @@ def new_repository_name() -> str:
 
 def is_valid_name(name: str) -> bool:
     # "." and ".." would read as path segments in URLs and full names.
-    return bool(NAME_RE.match(name)) and len(name) <= MAX_NAME_LENGTH and name not in {".", ".."}
+    if len(name) > MAX_NAME_LENGTH or name in {".", ".."}:
+        return False
+    return NAME_RE.fullmatch(name) is not None
 
 
 def now() -> float:

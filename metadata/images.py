@@ -18,6 +18,7 @@ from metadata.records import Account, Image, Workspace
 from metadata.workspaces import workspace_from_row
 from registry.context import RegistryContext
 from storage.database import Database
+from storage.repositories import create_repository, delete_repository_in, freeze_repository
 
 LATEST = "latest"
 
@@ -82,15 +83,19 @@ async def create_image(
 ) -> Image:
     if name is not None:
         check_image_name(name)
-    image_id = new_id("bp")
+    image_id, repository = new_id("bp"), new_repository_name()
     try:
-        await db.execute(
-            "INSERT INTO images (id, name, author_id, workspace_id, description, narrative,"
-            " original_tag, local_image_id, repository, created)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (image_id, name, author.id, workspace.id, description, narrative,
-             original_tag or name or "", local_image_id, new_repository_name(), now()),
-        )  # fmt: skip
+        # The repository exists from the image's creation and goes with its deletion: pushes
+        # with the image's credentials never create it (registry/access.py `may_create`).
+        async with db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO images (id, name, author_id, workspace_id, description, narrative,"
+                " original_tag, local_image_id, repository, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (image_id, name, author.id, workspace.id, description, narrative,
+                 original_tag or name or "", local_image_id, repository, now()),
+            )  # fmt: skip
+            await create_repository(conn, repository)
     except sqlite3.IntegrityError:
         raise _name_conflict(author, name) from None
     return await get_image(db, image_id)
@@ -200,27 +205,31 @@ class Layer:
 
 
 async def commit_image(db: Database, registry: RegistryContext, image: Image) -> Image:
-    """Pin `:latest` and make the repository read-only; committing twice changes nothing."""
+    """Pin `:latest` and make the repository read-only; committing twice changes nothing.
+
+    One transaction reads the tag, freezes the repository and pins the digest: every write to
+    the repository checks the freeze inside its own transaction (storage/repositories.py
+    `writable_repository`), so a push still in flight when this commits fails rather than
+    lands, and `latest` stays the pinned digest.
+    """
     if image.committed is not None:
         return image
-    repositories = registry.repositories
-    if await repositories.resolve_tag(image.repository, LATEST) is None:
-        raise Invalid(
-            f"cannot commit image {image.id}: nothing was pushed to"
-            f" {image.repository}:{LATEST} (did the docker push fail?)"
+    async with db.transaction() as conn:
+        digest = await freeze_repository(conn, image.repository, LATEST)
+        if digest is None:
+            raise Invalid(
+                f"cannot commit image {image.id}: nothing was pushed to"
+                f" {image.repository}:{LATEST} (did the docker push fail?)"
+            )
+        # The manifest behind the tag is committed and never changes: reading it beside this
+        # transaction sees the same bytes.
+        layers = await manifest_layers(registry, image.repository, digest)
+        await conn.execute(
+            "UPDATE images SET committed = ?, digest = ?, size = ?"
+            " WHERE id = ? AND committed IS NULL",
+            (now(), digest, sum(layer.size for layer in layers), image.id),
         )
-    # Freeze first, then read the tag: no push can move it between the read and the pin.
-    await repositories.set_immutable(image.repository)
     registry.changed()
-    digest = await repositories.resolve_tag(image.repository, LATEST)
-    if digest is None:  # deleted in between: undo, and refuse like above
-        await repositories.set_immutable(image.repository, False)
-        raise Invalid(f"cannot commit image {image.id}: its tag {LATEST} was deleted")
-    size = sum(layer.size for layer in await manifest_layers(registry, image.repository, digest))
-    await db.execute(
-        "UPDATE images SET committed = ?, digest = ?, size = ? WHERE id = ? AND committed IS NULL",
-        (now(), digest, size, image.id),
-    )
     return await get_image(db, image.id)
 
 
@@ -253,8 +262,10 @@ async def manifest_layers(
 
 async def delete_image(db: Database, registry: RegistryContext, image: Image) -> None:
     """Forget the image and its repository; the blobs are left to garbage collection."""
-    affected = await db.execute("DELETE FROM images WHERE id = ?", (image.id,))
-    if affected == 0:
-        raise NotFound(f"image {image.id!r} not found")
-    await registry.repositories.delete_repository(image.repository)
+    async with db.transaction() as conn:
+        cursor = await conn.execute("DELETE FROM images WHERE id = ?", (image.id,))
+        if cursor.rowcount == 0:
+            raise NotFound(f"image {image.id!r} not found")
+        await delete_repository_in(conn, image.repository)
+    # Stops the image's credentials at once too (registry/auth.py `_is_live`).
     registry.changed()

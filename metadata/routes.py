@@ -6,6 +6,7 @@ a readable object the caller may not change answers 403.
 
 from __future__ import annotations
 
+import time
 from typing import cast, get_args
 
 from aiohttp import web
@@ -258,8 +259,19 @@ async def image_repository(call: Call) -> web.Response:
         image = await _readable_image(call, call.params[0])
         actions = frozenset({PULL})
     ctx = call.ctx
+    # Tied to the API token that asked for it and to the image: revoking the one or deleting
+    # the other stops it at once (registry/auth.py), and it never outlives the token.
+    ttl = ctx.token_ttl_seconds
+    if call.session.expires is not None:
+        ttl = min(ttl, call.session.expires - time.time())
+    grant = Grant(image.repository, actions)
     password = call.request.app[TOKENS].issue(
-        call.account.name, [Grant(image.repository, actions)], ctx.token_ttl_seconds
+        call.account.name,
+        [grant],
+        ttl,
+        limit=[grant],
+        token_id=call.session.token_id,
+        image_id=image.id,
     )
     return json_response(
         ImageRepoModel(

@@ -75,4 +75,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX images_workspace ON images (workspace_id, created)
     """,
+    # Every image owns its repository from creation on (pushes never create it): give images
+    # made before this rule theirs, frozen when committed.
+    """
+    INSERT INTO repositories (name, immutable, created_at)
+    SELECT repository, committed IS NOT NULL, created FROM images WHERE true
+    ON CONFLICT (name) DO NOTHING
+    """,
 ]

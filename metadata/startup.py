@@ -21,6 +21,4 @@ async def open_metadata(
 ) -> MetadataContext:
     await db.migrate("metadata", MIGRATIONS)
     await bootstrap(db, registry_address, bootstrap_account, scheme=scheme)
-    return MetadataContext(
-        db, registry, registry_address, token_ttl_seconds, pages_show_private
-    )
+    return MetadataContext(db, registry, registry_address, token_ttl_seconds, pages_show_private)

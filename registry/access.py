@@ -36,6 +36,15 @@ class Access(Protocol):
         """Whether this request's credentials may list the catalog (`registry:catalog:*`)."""
         ...
 
+    async def may_create(self, repository: str) -> bool:
+        """Whether a push may bring `repository` into existence.
+
+        Only in an account's namespace: an image's repository exists from the image's creation
+        and is never re-created by a push, so no repository lives outside every namespace and
+        image.
+        """
+        ...
+
     async def refusal(self, repository: str | None, actions: tuple[str, ...]) -> RegistryError:
         """The error for a request lacking `actions` on `repository` (None: the catalog)."""
         ...
@@ -52,6 +61,9 @@ class Unrestricted:
         return repositories
 
     async def allows_catalog(self) -> bool:
+        return True
+
+    async def may_create(self, repository: str) -> bool:
         return True
 
     async def refusal(self, repository: str | None, actions: tuple[str, ...]) -> RegistryError:

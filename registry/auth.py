@@ -13,6 +13,7 @@ import base64
 import binascii
 import datetime as dt
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -40,6 +41,8 @@ class Principal:
     # When the credential itself expires (an API token with an expiry, a minted credential):
     # no registry token issued from it may outlive it.
     expires: float | None = None
+    # The Beaker image a minted credential was made for: deleting the image stops it.
+    image_id: str | None = None
 
 
 class Authority(Protocol):
@@ -59,12 +62,23 @@ class Authority(Protocol):
         """False once the API token a registry token came from is revoked or expired."""
         ...
 
+    async def image_is_live(self, image_id: str) -> bool:
+        """False once the image a minted credential was made for is deleted."""
+        ...
+
+    async def namespace_exists(self, repository: str) -> bool:
+        """Whether an account owns the namespace `repository` lies in (its first component)."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class AuthPolicy:
     service: str
     anonymous_pull: bool
     token_ttl: float
+    # `scheme://host:port` clients reach the server at (from --public-address), for the realm
+    # of challenges; None: the address the connection arrived on.
+    public_base: str | None = None
 
 
 AUTHORITY = web.AppKey("authority", Authority)
@@ -107,6 +121,14 @@ class _Caller:
             rights |= {PULL}
         return rights
 
+    async def may_create(self, repository: str) -> bool:
+        principal = self.principal
+        if principal is None or principal.image_id is not None:
+            # An image's credential pushes into its image's repository, which exists from the
+            # image's creation: if it is gone, so is the image.
+            return False
+        return await self.authority.namespace_exists(repository)
+
     def _account(self) -> Principal | None:
         """The caller as its account, without the narrowing of a minted credential."""
         principal = self.principal
@@ -133,21 +155,21 @@ class BearerAccess:
     async def allows_catalog(self) -> bool:
         return self.claims.catalog
 
+    async def may_create(self, repository: str) -> bool:
+        return await self.caller.may_create(repository)
+
     async def refusal(self, repository: str | None, actions: tuple[str, ...]) -> RegistryError:
-        # If the account could do it, the token is merely narrow: ask for a wider one.
-        # An anonymous caller is asked to log in.
-        if (
-            repository is None
-            or self.caller.principal is None
-            or set(actions) <= await self.caller.rights(repository)
-        ):
-            return challenge(
-                self.realm,
-                self.caller.policy.service,
-                _scope(repository, actions),
-                error="insufficient_scope",
-            )
-        return RegistryError(ErrorCode.DENIED)
+        # Docker's token spec: a token lacking the scope is answered 401 with
+        # error="insufficient_scope", whether a wider token would help or not. docker, skopeo
+        # and ctr then ask the token endpoint once more and, granted nothing more, stop at once
+        # with the message below; a 403 would have docker retry the push for a minute.
+        return challenge(
+            self.realm,
+            self.caller.policy.service,
+            _scope(repository, actions),
+            error="insufficient_scope",
+            message=_denial(self.caller.principal, repository, actions),
+        )
 
 
 class DirectAccess:
@@ -169,10 +191,22 @@ class DirectAccess:
     async def allows_catalog(self) -> bool:
         return self.caller.principal is not None or self.caller.policy.anonymous_pull
 
+    async def may_create(self, repository: str) -> bool:
+        return await self.caller.may_create(repository)
+
     async def refusal(self, repository: str | None, actions: tuple[str, ...]) -> RegistryError:
         if self.caller.principal is None:
             return challenge(self.realm, self.caller.policy.service, _scope(repository, actions))
-        return RegistryError(ErrorCode.DENIED)
+        return RegistryError(ErrorCode.DENIED, _denial(self.caller.principal, repository, actions))
+
+
+def _denial(principal: Principal | None, repository: str | None, actions: tuple[str, ...]) -> str:
+    """What was refused, in the same words whether the repository exists or not."""
+    who = principal.name if principal is not None else "anonymous"
+    if repository is None:
+        return f"requested access to the resource is denied: {who} may not list the catalog"
+    wanted = "/".join(sorted(set(actions)))
+    return f"requested access to the resource is denied: {who} may not {wanted} {repository}"
 
 
 def _scope(repository: str | None, actions: tuple[str, ...]) -> str:
@@ -185,19 +219,39 @@ def _scope(repository: str | None, actions: tuple[str, ...]) -> str:
 
 
 def challenge(
-    realm: str, service: str, scope: str | None, error: str | None = None
+    realm: str,
+    service: str,
+    scope: str | None,
+    error: str | None = None,
+    message: str | None = None,
 ) -> RegistryError:
     header = f'Bearer realm="{realm}",service="{service}"'
     if scope:
         header += f',scope="{scope}"'
     if error:
         header += f',error="{error}"'
-    return RegistryError(ErrorCode.UNAUTHORIZED, headers={"WWW-Authenticate": header})
+    return RegistryError(ErrorCode.UNAUTHORIZED, message, headers={"WWW-Authenticate": header})
 
 
 def _realm(request: web.Request) -> str:
-    # The address the client used reaches us: the realm is given in the same terms.
-    return f"{request.scheme}://{request.host}{TOKEN_PATH}"
+    """Where clients get tokens: never taken from the Host header, which the client writes.
+
+    A Host of the attacker's choosing in a challenge that a proxy caches would send other
+    people's credentials to the attacker's realm. Without a configured public address, the
+    local address the connection arrived on is one the client could reach.
+    """
+    base = request.app[AUTH_POLICY].public_base
+    if base is None:
+        base = f"{request.scheme}://{_local_address(request)}"
+    return base + TOKEN_PATH
+
+
+def _local_address(request: web.Request) -> str:
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    if not isinstance(sockname, tuple) or len(sockname) < 2:
+        return "127.0.0.1"
+    host, port = str(sockname[0]), int(sockname[1])
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def _basic_credentials(header: str) -> tuple[str, str] | None:
@@ -221,20 +275,34 @@ async def _principal_from_basic(
         if claims.subject != username or (claims.limit is None and not claims.grants):
             return None
         limit = claims.limit or claims.grants
-        return Principal(claims.subject, claims.admin, limit, claims.token_id, claims.expires)
+        return Principal(
+            claims.subject, claims.admin, limit, claims.token_id, claims.expires, claims.image_id
+        )
     return await authority.authenticate(username, password)
 
 
-async def _token_is_live(request: web.Request, token_id: str | None) -> bool:
-    if token_id is None:
-        return True
+async def _is_live(request: web.Request, principal: Principal) -> bool:
+    """Whether what the credential hangs on still stands: its API token and its image.
+
+    Revoking the token or deleting the image bumps the change counter that the cache is
+    stamped with, so the answer never lags behind either.
+    """
+    authority = request.app[AUTHORITY]
+    checks: list[tuple[str, Callable[[str], Awaitable[bool]], str]] = []
+    if principal.token_id is not None:
+        checks.append((f"token:{principal.token_id}", authority.token_is_live, principal.token_id))
+    if principal.image_id is not None:
+        checks.append((f"image:{principal.image_id}", authority.image_is_live, principal.image_id))
     cache = request.app[REGISTRY].live_tokens
-    live = cache.get(token_id)
-    if live is None:
-        stamp = cache.stamp()
-        live = await request.app[AUTHORITY].token_is_live(token_id)
-        cache.put(token_id, live, stamp)
-    return live
+    for key, check, ref in checks:
+        live = cache.get(key)
+        if live is None:
+            stamp = cache.stamp()
+            live = await check(ref)
+            cache.put(key, live, stamp)
+        if not live:
+            return False
+    return True
 
 
 async def _authenticate(request: web.Request) -> tuple[Principal | None, Claims | None]:
@@ -248,20 +316,27 @@ async def _authenticate(request: web.Request) -> tuple[Principal | None, Claims 
             claims = issuer.verify(header[7:].strip())
         except InvalidToken:
             raise challenge(_realm(request), policy.service, None, error="invalid_token") from None
-        if not await _token_is_live(request, claims.token_id):
-            raise challenge(_realm(request), policy.service, None, error="invalid_token")
         principal = (
-            Principal(claims.subject, claims.admin, claims.limit, claims.token_id)
+            Principal(
+                claims.subject,
+                claims.admin,
+                claims.limit,
+                claims.token_id,
+                claims.expires,
+                claims.image_id,
+            )
             if claims.subject
             else None
         )
+        if principal is not None and not await _is_live(request, principal):
+            raise challenge(_realm(request), policy.service, None, error="invalid_token")
         return principal, claims
     if header[:6].lower() == "basic ":
         credentials = _basic_credentials(header)
         principal = None
         if credentials is not None:
             principal = await _principal_from_basic(authority, issuer, *credentials)
-        if principal is None or not await _token_is_live(request, principal.token_id):
+        if principal is None or not await _is_live(request, principal):
             raise challenge(_realm(request), policy.service, None)
         return principal, None
     return None, None
@@ -311,10 +386,26 @@ def _parse_scopes(values: list[str]) -> tuple[dict[str, frozenset[str]], bool]:
     return repositories, catalog
 
 
+def _narrowed_to(principal: Principal, claims: Claims) -> Principal:
+    """A caller renewing with a registry token gets no more than that token holds.
+
+    Its grants become the limit of whatever is issued now (within the limit it already had),
+    and its expiry, API token and image carry over, so exchanging tokens never widens a scope
+    nor stretches a lifetime.
+    """
+    held = claims.grants
+    if claims.limit is not None:
+        held = tuple(
+            Grant(g.repository, g.actions & granted(claims.limit, g.repository)) for g in held
+        )
+    return replace(principal, grants=tuple(g for g in held if g.actions), expires=claims.expires)
+
+
 async def token_endpoint(request: web.Request) -> web.Response:
     """GET (docker, skopeo, podman) or POST form (OAuth2 password grant) `/v2/token`."""
     policy = request.app[AUTH_POLICY]
     issuer = request.app[TOKENS]
+    presented: Claims | None = None
     if request.method == "POST":
         form = await request.post()
         values = [str(v) for v in form.getall("scope", [])]
@@ -324,14 +415,16 @@ async def token_endpoint(request: web.Request) -> web.Response:
             principal = await _principal_from_basic(
                 request.app[AUTHORITY], issuer, username, password
             )
-            if principal is None:
+            if principal is None or not await _is_live(request, principal):
                 return error_response(ErrorCode.UNAUTHORIZED, "invalid username or token")
     else:
         values = request.query.getall("scope", [])
         try:
-            principal, _ = await _authenticate(request)
+            principal, presented = await _authenticate(request)
         except RegistryError:
             return error_response(ErrorCode.UNAUTHORIZED, "invalid username or token")
+    if principal is not None and presented is not None:
+        principal = _narrowed_to(principal, presented)
     if principal is None and not policy.anonymous_pull:
         return error_response(
             ErrorCode.UNAUTHORIZED,
@@ -340,6 +433,8 @@ async def token_endpoint(request: web.Request) -> web.Response:
         )
     caller = _Caller(request.app[AUTHORITY], policy, principal)
     wanted, catalog = _parse_scopes(values)
+    if presented is not None:
+        catalog = catalog and presented.catalog
     grants = [
         Grant(repository, actions & await caller.rights(repository))
         for repository, actions in wanted.items()
@@ -357,6 +452,7 @@ async def token_endpoint(request: web.Request) -> web.Response:
         catalog=catalog,
         admin=bool(principal and principal.admin),
         token_id=principal.token_id if principal else None,
+        image_id=principal.image_id if principal else None,
     )
     issued = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
     body = {

@@ -10,7 +10,12 @@ from registry.cache import GenerationCache
 from registry.errors import ErrorCode, RegistryError
 from storage.blobs import BlobStore
 from storage.generation import Generation
-from storage.repositories import ManifestRecord, Repositories
+from storage.repositories import (
+    ManifestRecord,
+    Repositories,
+    RepositoryFrozen,
+    RepositoryUnknown,
+)
 from storage.uploads import UploadSessions
 
 # Manifests above this size are served from the database each time rather than cached.
@@ -37,11 +42,16 @@ class RegistryContext:
         """Call after a commit that moves or removes a tag, manifest or repository."""
         self.generation.bump()
 
-    async def ensure_writable(self, repository: str) -> None:
+    async def ensure_writable(self, repository: str, *, create: bool = True) -> None:
+        """Refuse early, before a body is read, what the writing transaction would refuse.
+
+        Only a courtesy to the client: the transaction that writes checks again
+        (storage/repositories.py `writable_repository`), since a commit may land meanwhile.
+        """
         if await self.repositories.is_immutable(repository):
-            raise RegistryError(
-                ErrorCode.DENIED, "repository belongs to a committed Beaker image and is read-only"
-            )
+            raise write_refused(RepositoryFrozen(repository))
+        if not create and not await self.repositories.exists(repository):
+            raise write_refused(RepositoryUnknown(repository))
 
     async def resolve_tag(self, repository: str, tag: str) -> str | None:
         key = (repository, tag)
@@ -62,6 +72,20 @@ class RegistryContext:
             if record is not None and record.size <= CACHEABLE_MANIFEST_BYTES:
                 self.manifests.put(key, record, stamp)
         return record
+
+
+def write_refused(error: RepositoryFrozen | RepositoryUnknown) -> RegistryError:
+    """The client's answer to a write the repository refused."""
+    if isinstance(error, RepositoryFrozen):
+        return RegistryError(
+            ErrorCode.DENIED, "repository belongs to a committed Beaker image and is read-only"
+        )
+    return RegistryError(
+        ErrorCode.NAME_UNKNOWN,
+        "repository does not exist, and a push creates one only in an account's namespace"
+        " (`<account>/...`), never for a deleted image",
+        detail={"name": error.name[:256]},
+    )
 
 
 REGISTRY = web.AppKey("registry", RegistryContext)

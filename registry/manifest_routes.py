@@ -6,7 +6,7 @@ import json
 
 from aiohttp import web
 
-from registry.access import DELETE, PULL, PUSH, require
+from registry.access import DELETE, PULL, PUSH, access_of, require
 from registry.bodies import read_capped
 from registry.context import REGISTRY, RegistryContext
 from registry.errors import ErrorCode, RegistryError
@@ -17,7 +17,7 @@ from registry.manifests import (
     accepts,
     parse_manifest,
 )
-from registry.names import check_name, check_tag, is_digest_like, parse_digest
+from registry.names import check_name, check_tag, is_digest_like, is_tag, parse_digest
 from registry.visibility import visible_blob_sizes
 from storage.digests import Digest
 from storage.repositories import ManifestRecord, MissingBlobs, NewManifest
@@ -30,8 +30,10 @@ def _manifest_unknown(reference: str, message: str | None = None) -> RegistryErr
 async def _lookup(ctx: RegistryContext, name: str, reference: str) -> ManifestRecord | None:
     if is_digest_like(reference):
         digest = str(parse_digest(reference))
+    elif not is_tag(reference):
+        return None  # no manifest can be stored under it: unknown, as the spec's tests expect
     else:
-        found = await ctx.resolve_tag(name, check_tag(reference))
+        found = await ctx.resolve_tag(name, reference)
         if found is None:
             return None
         digest = found
@@ -66,7 +68,8 @@ async def put_manifest(request: web.Request) -> web.Response:
     name = check_name(request.match_info["name"])
     reference = request.match_info["reference"]
     await require(request, name, PUSH)
-    await ctx.ensure_writable(name)
+    create = await access_of(request).may_create(name)
+    await ctx.ensure_writable(name, create=create)
     if is_digest_like(reference):
         expected: Digest | None = parse_digest(reference)
         tag = None
@@ -96,6 +99,7 @@ async def put_manifest(request: web.Request) -> web.Response:
                 manifest_digests=[d.digest for d in parsed.manifests],
             ),
             tag,
+            create=create,
         )
     except MissingBlobs as e:
         # Garbage-collected between the check above and now: the client pushes them again.
@@ -142,7 +146,7 @@ async def delete_manifest(request: web.Request) -> web.Response:
     if is_digest_like(reference):
         deleted = await ctx.repositories.delete_manifest(name, str(parse_digest(reference)))
     else:
-        deleted = await ctx.repositories.delete_tag(name, check_tag(reference))
+        deleted = is_tag(reference) and await ctx.repositories.delete_tag(name, reference)
     if not deleted:
         raise _manifest_unknown(reference)
     ctx.changed()

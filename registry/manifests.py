@@ -126,9 +126,7 @@ def _validation_detail(error: ValidationError) -> list[dict[str, Any]]:
 def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
     """Check a manifest's form and list what it references; raises MANIFEST_INVALID."""
     if len(body) > MAX_MANIFEST_BYTES:
-        raise RegistryError(
-            ErrorCode.MANIFEST_INVALID, "manifest exceeds 4 MiB", status=413
-        )
+        raise RegistryError(ErrorCode.MANIFEST_INVALID, "manifest exceeds 4 MiB", status=413)
     document = _decode(body)
     media_type = _media_type(document, content_type)
     try:

@@ -8,7 +8,9 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from registry.context import write_refused
 from registry.errors import ErrorCode, RegistryError, error_response
+from storage.repositories import RepositoryFrozen, RepositoryUnknown
 
 log = logging.getLogger("beakerd.registry")
 
@@ -39,6 +41,10 @@ async def registry_errors(request: web.Request, handler: Handler) -> web.StreamR
         response = await handler(request)
     except RegistryError as e:
         response = e.response()
+    except (RepositoryFrozen, RepositoryUnknown) as e:
+        # Raised by the transaction that writes: a commit or delete landed while the request
+        # was on its way.
+        response = write_refused(e).response()
     except web.HTTPException as e:
         if e.status < 400:
             raise

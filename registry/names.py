@@ -8,26 +8,28 @@ from registry.errors import ErrorCode, RegistryError
 from storage.digests import Digest, InvalidDigest
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_NAME_RE = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")
-_COMPONENT_RE = re.compile(rf"^{_COMPONENT}$")
-_TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
+# Matched with fullmatch: `$` also matches before a final newline, so `re.match(...$)` would
+# take `latest\n` for a tag.
+_NAME_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_COMPONENT_RE = re.compile(_COMPONENT)
+_TAG_RE = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 # Docker limits the whole name, host included, to 255 characters.
 MAX_NAME_LENGTH = 255
 
 
 def is_path_component(text: str) -> bool:
     """Whether `text` can be one segment of a repository name, e.g. an account's namespace."""
-    return len(text) <= MAX_NAME_LENGTH and _COMPONENT_RE.match(text) is not None
+    return len(text) <= MAX_NAME_LENGTH and _COMPONENT_RE.fullmatch(text) is not None
 
 
 def check_name(name: str) -> str:
-    if len(name) > MAX_NAME_LENGTH or not _NAME_RE.match(name):
+    if len(name) > MAX_NAME_LENGTH or not _NAME_RE.fullmatch(name):
         raise RegistryError(ErrorCode.NAME_INVALID, detail={"name": name[:MAX_NAME_LENGTH]})
     return name
 
 
 def is_tag(reference: str) -> bool:
-    return _TAG_RE.match(reference) is not None
+    return _TAG_RE.fullmatch(reference) is not None
 
 
 def check_tag(tag: str) -> str:

@@ -47,6 +47,8 @@ class Claims:
     # The API token it was issued from, so revoking that token revokes this one too.
     token_id: str | None
     expires: float
+    # The Beaker image it was minted for, so deleting the image stops it.
+    image_id: str | None = None
 
     def actions_for(self, repository: str) -> frozenset[str]:
         return _actions(self.grants, repository)
@@ -129,6 +131,7 @@ class TokenIssuer:
         catalog: bool = False,
         admin: bool = False,
         token_id: str | None = None,
+        image_id: str | None = None,
     ) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -149,6 +152,8 @@ class TokenIssuer:
             claims["adm"] = True
         if token_id is not None:
             claims["tid"] = token_id
+        if image_id is not None:
+            claims["img"] = image_id
         return jwt.encode(claims, self._key, algorithm=_ALGORITHM)
 
     def verify(self, token: str) -> Claims:
@@ -177,6 +182,7 @@ class TokenIssuer:
             admin=bool(raw.get("adm")),
             token_id=str(raw["tid"]) if raw.get("tid") else None,
             expires=float(raw["exp"]),
+            image_id=str(raw["img"]) if raw.get("img") else None,
         )
         self._verified[token] = claims
         if len(self._verified) > _VERIFIED_CACHE_SIZE:

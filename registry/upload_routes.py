@@ -18,9 +18,7 @@ from storage.uploads import DigestMismatch, OffsetMismatch, Upload, UploadError
 
 # ASCII digits only (re.ASCII: `\d` alone also matches other scripts' digits), and at most
 # 19 of them: int() refuses numbers of over 4300 digits, and no blob is 10^19 bytes.
-_CONTENT_RANGE_RE = re.compile(
-    r"^(?:bytes )?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?$", re.ASCII
-)
+_CONTENT_RANGE_RE = re.compile(r"(?:bytes )?(\d{1,19})-(\d{1,19})(?:/(?:\d{1,19}|\*))?", re.ASCII)
 # A filesystem takes chunks of any size; the header tells clients there is no minimum to meet.
 _CHUNK_MIN_LENGTH = "1"
 
@@ -48,16 +46,17 @@ async def start_upload(request: web.Request) -> web.Response:
     ctx = request.app[REGISTRY]
     name = check_name(request.match_info["name"])
     await require(request, name, PUSH)
-    await ctx.ensure_writable(name)
+    create = await access_of(request).may_create(name)
+    await ctx.ensure_writable(name, create=create)
     query = request.query
     if "mount" in query:
-        mounted = await _try_mount(request, ctx, name, parse_digest(query["mount"]))
+        mounted = await _try_mount(request, ctx, name, parse_digest(query["mount"]), create)
         if mounted is not None:
             return mounted
     if "digest" in query:
         digest = parse_digest(query["digest"])
         try:
-            await ctx.uploads.ingest(name, digest, batches(request))
+            await ctx.uploads.ingest(name, digest, batches(request), create=create)
         except DigestMismatch as e:
             raise _digest_invalid(e) from None
         return _created(name, digest)
@@ -68,7 +67,7 @@ async def start_upload(request: web.Request) -> web.Response:
 
 
 async def _try_mount(
-    request: web.Request, ctx: RegistryContext, name: str, digest: Digest
+    request: web.Request, ctx: RegistryContext, name: str, digest: Digest, create: bool
 ) -> web.Response | None:
     """Link a blob from another repository, if the caller may read it there."""
     source = request.query.get("from")
@@ -83,7 +82,7 @@ async def _try_mount(
     if not allowed:
         return None
     try:
-        await ctx.repositories.link_blob(name, str(digest))
+        await ctx.repositories.link_blob(name, str(digest), create=create)
     except MissingBlobs:
         return None  # collected since we looked: the client uploads it instead
     return _created(name, digest)
@@ -103,10 +102,12 @@ def _chunk_start(request: web.Request, upload: Upload) -> int | None:
     header = request.headers.get("Content-Range")
     if header is None:
         return None
-    match = _CONTENT_RANGE_RE.match(header.strip())
+    match = _CONTENT_RANGE_RE.fullmatch(header.strip())
     length = declared_length(request)
-    if match is None or int(match[2]) < int(match[1]) or (
-        length is not None and int(match[2]) - int(match[1]) + 1 != length
+    if (
+        match is None
+        or int(match[2]) < int(match[1])
+        or (length is not None and int(match[2]) - int(match[1]) + 1 != length)
     ):
         raise _range_invalid(request, upload, f"invalid Content-Range {header[:64]!r}")
     return int(match[1])
@@ -126,7 +127,7 @@ async def patch_upload(request: web.Request) -> web.Response:
     name = check_name(request.match_info["name"])
     await require(request, name, PUSH)
     upload = await _session(request, ctx, name)
-    await ctx.ensure_writable(name)
+    await ctx.ensure_writable(name, create=await access_of(request).may_create(name))
     start = _chunk_start(request, upload)
     try:
         await ctx.uploads.append(upload, batches(request), start)
@@ -142,7 +143,8 @@ async def finish_upload(request: web.Request) -> web.Response:
     name = check_name(request.match_info["name"])
     await require(request, name, PUSH)
     upload = await _session(request, ctx, name)
-    await ctx.ensure_writable(name)
+    create = await access_of(request).may_create(name)
+    await ctx.ensure_writable(name, create=create)
     if "digest" not in request.query:
         raise RegistryError(ErrorCode.DIGEST_INVALID, "the digest query parameter is required")
     digest = parse_digest(request.query["digest"])
@@ -153,7 +155,7 @@ async def finish_upload(request: web.Request) -> web.Response:
             raise _range_invalid(request, upload, f"chunk must start at offset {upload.offset}")
         chunks = batches(request)
     try:
-        await ctx.uploads.finish(upload, digest, chunks)
+        await ctx.uploads.finish(upload, digest, chunks, create=create)
     except DigestMismatch as e:
         raise _digest_invalid(e) from None
     except UploadError as e:

@@ -7,9 +7,10 @@ import re
 from dataclasses import dataclass
 
 # The spec's grammar for a digest; only the algorithms below are ever computed.
-_DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+$")
+# Matched whole (fullmatch): `$` would let a final newline through.
+_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 _HEX_LENGTHS = {"sha256": 64, "sha512": 128}
-_HEX_RE = re.compile(r"^[a-f0-9]+$")
+_HEX_RE = re.compile(r"[a-f0-9]+")
 
 
 class InvalidDigest(ValueError):
@@ -26,13 +27,13 @@ class Digest:
 
     @classmethod
     def parse(cls, text: str) -> Digest:
-        if not _DIGEST_RE.match(text):
+        if not _DIGEST_RE.fullmatch(text):
             raise InvalidDigest(f"malformed digest {text!r}")
         algorithm, _, encoded = text.partition(":")
         length = _HEX_LENGTHS.get(algorithm)
         if length is None:
             raise InvalidDigest(f"unsupported digest algorithm {algorithm!r}")
-        if len(encoded) != length or not _HEX_RE.match(encoded):
+        if len(encoded) != length or not _HEX_RE.fullmatch(encoded):
             raise InvalidDigest(f"{algorithm} digest must be {length} lowercase hex characters")
         return cls(algorithm, encoded)
 

@@ -47,6 +47,22 @@ class NewManifest:
     manifest_digests: Sequence[str]
 
 
+class RepositoryFrozen(Exception):
+    """The repository belongs to a committed Beaker image: it takes no more writes."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"repository {name} is read-only")
+        self.name = name
+
+
+class RepositoryUnknown(LookupError):
+    """The write names a repository that does not exist and the caller may not create."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"repository {name} does not exist")
+        self.name = name
+
+
 class MissingBlobs(LookupError):
     """A manifest names blobs that are no longer stored (garbage collected since the client
     checked them); the client must push them again. Maps to MANIFEST_BLOB_UNKNOWN."""
@@ -70,16 +86,10 @@ class Repositories:
         row = await self.db.fetchone("SELECT immutable FROM repositories WHERE name = ?", (name,))
         return bool(row and row["immutable"])
 
-    async def set_immutable(self, name: str, immutable: bool = True) -> None:
-        async with self.db.transaction() as conn:
-            await _ensure_repository(conn, name)
-            await conn.execute(
-                "UPDATE repositories SET immutable = ? WHERE name = ?", (int(immutable), name)
-            )
-
     async def delete_repository(self, name: str) -> None:
         """Forget a repository: its tags, manifests and links (the blobs stay for GC)."""
-        await self.db.execute("DELETE FROM repositories WHERE name = ?", (name,))
+        async with self.db.transaction() as conn:
+            await delete_repository_in(conn, name)
 
     async def list_repositories(self, limit: int, last: str | None) -> list[str]:
         """Names of repositories holding at least one manifest, in lexical order after `last`."""
@@ -114,8 +124,15 @@ class Repositories:
         )
         return [row["name"] for row in rows]
 
-    async def add_blob(self, repository: str, digest: str, size: int) -> None:
-        """Record a blob now on disk and link it into `repository`."""
+    async def add_blob(
+        self, repository: str, digest: str, size: int, *, create: bool = True
+    ) -> None:
+        """Record a blob now on disk and link it into `repository`.
+
+        The blob's row is committed even when the repository refuses the link (frozen since the
+        upload began, or gone): the file in place then has its row, and GC collects it later.
+        """
+        refusal: Exception | None = None
         async with self.db.transaction() as conn:
             now = time.time()
             await conn.execute(
@@ -123,37 +140,49 @@ class Repositories:
                 " ON CONFLICT (digest) DO NOTHING",
                 (digest, size, now),
             )
-            repo_id = await _ensure_repository(conn, repository)
-            await _link_blobs(conn, repo_id, [digest], now)
+            try:
+                repo_id = await writable_repository(conn, repository, create=create)
+            except (RepositoryFrozen, RepositoryUnknown) as e:
+                refusal = e
+            else:
+                await _link_blobs(conn, repo_id, [digest], now)
+        if refusal is not None:
+            raise refusal
 
-    async def link_blob(self, repository: str, digest: str) -> None:
+    async def link_blob(self, repository: str, digest: str, *, create: bool = True) -> None:
         """Link a stored blob into `repository`; MissingBlobs if GC took it meanwhile."""
         async with self.db.transaction() as conn:
             stored = await conn.execute_fetchall("SELECT 1 FROM blobs WHERE digest = ?", (digest,))
             if not stored:
                 raise MissingBlobs([digest])
-            repo_id = await _ensure_repository(conn, repository)
+            repo_id = await writable_repository(conn, repository, create=create)
             await _link_blobs(conn, repo_id, [digest], time.time())
 
     async def unlink_blob(self, repository: str, digest: str) -> bool:
-        changed = await self.db.execute(
-            "DELETE FROM repository_blobs WHERE digest = ? AND repository_id ="
-            " (SELECT id FROM repositories WHERE name = ?)",
-            (digest, repository),
-        )
-        return changed > 0
+        async with self.db.transaction() as conn:
+            repo_id = await _existing_writable(conn, repository)
+            if repo_id is None:
+                return False
+            cursor = await conn.execute(
+                "DELETE FROM repository_blobs WHERE digest = ? AND repository_id = ?",
+                (digest, repo_id),
+            )
+            return cursor.rowcount > 0
 
     # -- manifests and tags -----------------------------------------------------------------
 
-    async def put_manifest(self, repository: str, manifest: NewManifest, tag: str | None) -> None:
+    async def put_manifest(
+        self, repository: str, manifest: NewManifest, tag: str | None, *, create: bool = True
+    ) -> None:
         """Store a manifest, link every blob it references, and point `tag` at it."""
         async with self.db.transaction() as conn:
             now = time.time()
             # Checked inside the transaction that adds the references: garbage collection
             # deletes rows in a transaction too, so either it ran first (and the client hears
-            # the blob is gone) or it sees these references and keeps the blobs.
+            # the blob is gone) or it sees these references and keeps the blobs. The same
+            # holds for a commit freezing the repository while the body was arriving.
+            repo_id = await writable_repository(conn, repository, create=create)
             await _require_blobs(conn, manifest.blob_digests)
-            repo_id = await _ensure_repository(conn, repository)
             await conn.execute(
                 "INSERT INTO manifest_contents (digest, content) VALUES (?, ?)"
                 " ON CONFLICT (digest) DO NOTHING",
@@ -221,20 +250,24 @@ class Repositories:
 
     async def delete_manifest(self, repository: str, digest: str) -> bool:
         """Delete a manifest and every tag pointing at it."""
-        changed = await self.db.execute(
-            "DELETE FROM manifests WHERE digest = ? AND repository_id ="
-            " (SELECT id FROM repositories WHERE name = ?)",
-            (digest, repository),
-        )
-        return changed > 0
+        async with self.db.transaction() as conn:
+            repo_id = await _existing_writable(conn, repository)
+            if repo_id is None:
+                return False
+            cursor = await conn.execute(
+                "DELETE FROM manifests WHERE digest = ? AND repository_id = ?", (digest, repo_id)
+            )
+            return cursor.rowcount > 0
 
     async def delete_tag(self, repository: str, tag: str) -> bool:
-        changed = await self.db.execute(
-            "DELETE FROM tags WHERE name = ? AND repository_id ="
-            " (SELECT id FROM repositories WHERE name = ?)",
-            (tag, repository),
-        )
-        return changed > 0
+        async with self.db.transaction() as conn:
+            repo_id = await _existing_writable(conn, repository)
+            if repo_id is None:
+                return False
+            cursor = await conn.execute(
+                "DELETE FROM tags WHERE name = ? AND repository_id = ?", (tag, repo_id)
+            )
+            return cursor.rowcount > 0
 
     async def list_tags(self, repository: str, limit: int, last: str | None) -> list[str] | None:
         """Tags in lexical order after `last`, or None when the repository is unknown."""
@@ -270,13 +303,70 @@ def _manifest_record(row: aiosqlite.Row) -> ManifestRecord:
     return ManifestRecord(row["digest"], row["media_type"], int(row["size"]), bytes(row["content"]))
 
 
-async def _ensure_repository(conn: aiosqlite.Connection, name: str) -> int:
+async def create_repository(conn: aiosqlite.Connection, name: str) -> None:
+    """Make an empty repository, inside the caller's transaction (a new Beaker image's)."""
     await conn.execute(
         "INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
         (name, time.time()),
     )
-    rows = list(await conn.execute_fetchall("SELECT id FROM repositories WHERE name = ?", (name,)))
-    return int(rows[0][0])
+
+
+async def delete_repository_in(conn: aiosqlite.Connection, name: str) -> None:
+    await conn.execute("DELETE FROM repositories WHERE name = ?", (name,))
+
+
+async def freeze_repository(conn: aiosqlite.Connection, name: str, tag: str) -> str | None:
+    """Make `name` read-only and return the digest `tag` names at that instant.
+
+    Inside the caller's transaction, which holds the write lock: no write can land between the
+    read of the tag and the freeze, and every later write sees the repository frozen. Returns
+    None, changing nothing, when the tag does not exist.
+    """
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT r.id, t.digest FROM repositories r JOIN tags t ON t.repository_id = r.id"
+            " WHERE r.name = ? AND t.name = ?",
+            (name, tag),
+        )
+    )
+    if not rows:
+        return None
+    await conn.execute("UPDATE repositories SET immutable = 1 WHERE id = ?", (rows[0][0],))
+    return str(rows[0][1])
+
+
+async def writable_repository(conn: aiosqlite.Connection, name: str, *, create: bool) -> int:
+    """The id of a repository that takes writes, made first if absent and `create` allows.
+
+    Every write runs this inside its own transaction: a commit that froze the repository, or a
+    delete that removed it, while a request was on its way is seen here, not missed.
+    """
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT id, immutable FROM repositories WHERE name = ?", (name,)
+        )
+    )
+    if not rows:
+        if not create:
+            raise RepositoryUnknown(name)
+        await create_repository(conn, name)
+        rows = list(
+            await conn.execute_fetchall(
+                "SELECT id, immutable FROM repositories WHERE name = ?", (name,)
+            )
+        )
+    repo_id, immutable = int(rows[0][0]), bool(rows[0][1])
+    if immutable:
+        raise RepositoryFrozen(name)
+    return repo_id
+
+
+async def _existing_writable(conn: aiosqlite.Connection, name: str) -> int | None:
+    """For deletes: the repository's id, None if there is none; RepositoryFrozen if frozen."""
+    try:
+        return await writable_repository(conn, name, create=False)
+    except RepositoryUnknown:
+        return None
 
 
 async def _require_blobs(conn: aiosqlite.Connection, digests: Sequence[str]) -> None:

@@ -22,9 +22,9 @@ from typing import BinaryIO
 from storage.blobs import BlobStore, fsync_dir
 from storage.database import Database
 from storage.digests import Digest
-from storage.repositories import Repositories
+from storage.repositories import Repositories, RepositoryFrozen, RepositoryUnknown
 
-_UPLOAD_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+_UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _REHASH_CHUNK = 8 << 20
 # Written bytes after which a background fdatasync starts while the upload goes on.
 _EARLY_FLUSH_BYTES = 8 << 20
@@ -88,7 +88,7 @@ class UploadSessions:
         return upload
 
     async def get(self, repository: str, upload_id: str) -> Upload | None:
-        if not _UPLOAD_ID_RE.match(upload_id):
+        if not _UPLOAD_ID_RE.fullmatch(upload_id):
             return None
         row = await self.db.fetchone(
             "SELECT offset, digest FROM uploads WHERE id = ? AND repository = ?",
@@ -107,12 +107,22 @@ class UploadSessions:
             await self._append_locked(upload, chunks)
 
     async def finish(
-        self, upload: Upload, digest: Digest, chunks: AsyncIterable[bytes] | None = None
+        self,
+        upload: Upload,
+        digest: Digest,
+        chunks: AsyncIterable[bytes] | None = None,
+        *,
+        create: bool = True,
     ) -> int:
-        """Take an optional last chunk, verify the digest, publish the blob; returns its size."""
+        """Take an optional last chunk, verify the digest, publish the blob; returns its size.
+
+        `create`: whether publishing may create the session's repository if it is gone.
+        """
         async with self._lock(upload.id):
             await self._refresh(upload)
-            if upload.digest == str(digest) and await self._published_earlier(upload, digest):
+            if upload.digest == str(digest) and await self._published_earlier(
+                upload, digest, create
+            ):
                 return upload.offset
             if chunks is not None:
                 await self._append_locked(upload, chunks)
@@ -120,11 +130,11 @@ class UploadSessions:
             if actual != digest.hex:
                 await self._discard(upload)
                 raise DigestMismatch(digest, f"{digest.algorithm}:{actual}")
-            await self._publish(upload, digest)
+            await self._publish(upload, digest, create)
             await self._forget(upload.id)
             return upload.offset
 
-    async def _published_earlier(self, upload: Upload, digest: Digest) -> bool:
+    async def _published_earlier(self, upload: Upload, digest: Digest, create: bool) -> bool:
         """Finish a session whose publish completed before a crash cut the request short.
 
         The staged file is dropped only after the blob's row commits, so a session that names
@@ -136,11 +146,15 @@ class UploadSessions:
         if not await asyncio.to_thread(target.exists):
             await self._forget(upload.id)
             raise UploadError("the upload's data is gone; start the upload again")
-        await self.repositories.add_blob(upload.repository, str(digest), upload.offset)
-        await self._forget(upload.id)
+        try:
+            await self.repositories.add_blob(
+                upload.repository, str(digest), upload.offset, create=create
+            )
+        finally:
+            await self._forget(upload.id)
         return True
 
-    async def _publish(self, upload: Upload, digest: Digest) -> None:
+    async def _publish(self, upload: Upload, digest: Digest, create: bool) -> None:
         """Put the verified file in place under its digest and commit the blob's row.
 
         The session keeps its own link to the bytes until the row is committed, and only then
@@ -156,15 +170,33 @@ class UploadSessions:
         )
         self._publishing.add(upload.id)
         await asyncio.to_thread(_link_into_place, staged, target)
-        await self.repositories.add_blob(upload.repository, str(digest), upload.offset)
+        try:
+            await self.repositories.add_blob(
+                upload.repository, str(digest), upload.offset, create=create
+            )
+        except (RepositoryFrozen, RepositoryUnknown):
+            # The repository was frozen (its image committed) or removed while the body was
+            # arriving. The blob's row is committed all the same (see add_blob), so the file in
+            # place is accounted for and GC collects it; the session is over.
+            await asyncio.to_thread(_settle, staged, target)
+            self._publishing.discard(upload.id)
+            await self._forget(upload.id)
+            raise
         await asyncio.to_thread(_settle, staged, target)
         self._publishing.discard(upload.id)
 
-    async def ingest(self, repository: str, digest: Digest, chunks: AsyncIterable[bytes]) -> int:
+    async def ingest(
+        self,
+        repository: str,
+        digest: Digest,
+        chunks: AsyncIterable[bytes],
+        *,
+        create: bool = True,
+    ) -> int:
         """A whole blob in one request: stream it to a new session and finish it."""
         upload = await self.create(repository)
         try:
-            return await self.finish(upload, digest, chunks)
+            return await self.finish(upload, digest, chunks, create=create)
         except BaseException:
             if upload.id in self._publishing:
                 # Failed after its file was linked into blobs/: the session row (which names

@@ -41,7 +41,8 @@ async def test_fifty_concurrent_pushes_sharing_layers_all_succeed_with_one_copy_
     client = RegistryClient(server, http)
     shared = [random_bytes(256 << 10) for _ in range(3)]
     images = [
-        make_image(f"concurrent/app{i}", "v1", [*shared, random_bytes(64 << 10)]) for i in range(50)
+        make_image(f"tester/concurrent/app{i}", "v1", [*shared, random_bytes(64 << 10)])
+        for i in range(50)
     ]
     await asyncio.gather(*(client.push_image(image) for image in images))
 
@@ -61,7 +62,9 @@ async def test_one_blob_pushed_by_many_clients_at_once_is_stored_once(
     client = RegistryClient(server, http)
     data = random_bytes(2 << 20)
     digest = digest_of(data)
-    repositories = [f"same-blob/r{i % 8}" for i in range(24)]  # several clients per repository
+    repositories = [
+        f"tester/same-blob/r{i % 8}" for i in range(24)
+    ]  # several clients per repository
     pushes = [
         client.push_blob(name, data) if i % 2 else client.push_blob_chunked(name, data, 256 << 10)
         for i, name in enumerate(repositories)

@@ -48,7 +48,9 @@ async def test_finishing_again_after_a_crash_that_followed_the_publish_succeeds(
     digest = Digest.of(data)
     upload = await uploads.create("windows/repo")
     await uploads.append(upload, iterate(data))
-    await uploads._publish(upload, digest)  # the process dies here, before the session is cleared
+    await uploads._publish(
+        upload, digest, True
+    )  # the process dies here, before the session is cleared
 
     restarted = sessions(db, tmp_path)
     again = await restarted.get("windows/repo", upload.id)
@@ -89,10 +91,12 @@ async def test_a_push_publishing_while_gc_removes_the_old_copy_restores_its_own(
 
     original_add_blob = uploads.repositories.add_blob
 
-    async def add_blob_while_gc_runs(repository: str, text: str, size: int) -> None:
+    async def add_blob_while_gc_runs(
+        repository: str, text: str, size: int, *, create: bool = True
+    ) -> None:
         # GC removes the file after the push linked (found) it but before its row commits.
         assert await BlobFiles(db, tmp_path).remove(digest) == len(data)
-        await original_add_blob(repository, text, size)
+        await original_add_blob(repository, text, size, create=create)
 
     uploads.repositories.add_blob = add_blob_while_gc_runs  # type: ignore[method-assign]
     await uploads.finish(upload, digest)

@@ -67,7 +67,7 @@ def image_one(
     shared_files: list[tuple[str, bytes]],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Built:
-    reference = f"{registry.address}/e2e/one:latest"
+    reference = f"{registry.address}/tester/e2e/one:latest"
     context = tmp_path_factory.mktemp("docker-one")
     image_id = build_scratch_image(dockerd, reference, shared_files, context)
     return Built(reference, image_id, layer_ids(dockerd, reference))
@@ -102,7 +102,7 @@ def test_second_repository_reuses_layers_pushed_to_the_first(
     shared_files: list[tuple[str, bytes]],
     tmp_path: Path,
 ) -> None:
-    reference = f"{registry.address}/e2e/two:latest"
+    reference = f"{registry.address}/tester/e2e/two:latest"
     build_scratch_image(
         dockerd, reference, [*shared_files, ("own.bin", os.urandom(10_000))], tmp_path
     )
@@ -113,7 +113,7 @@ def test_second_repository_reuses_layers_pushed_to_the_first(
 
     for layer in layers[:2]:
         status = layer_status(output, layer)
-        assert status in ("Layer already exists", "Mounted from e2e/one"), output
+        assert status in ("Layer already exists", "Mounted from tester/e2e/one"), output
     assert layer_status(output, layers[2]) == "Pushed", output
 
 
@@ -121,7 +121,7 @@ def test_pull_after_rmi_restores_the_same_image(
     dockerd: DockerEngine, registry: Registry, logged_in: None, tmp_path: Path
 ) -> None:
     # An image of its own, so no other image keeps its layers or parent chain alive locally.
-    reference = f"{registry.address}/e2e/pulled:v1"
+    reference = f"{registry.address}/tester/e2e/pulled:v1"
     files = [("p1.bin", os.urandom(30_000)), ("p2.bin", os.urandom(5_000))]
     image_id = build_scratch_image(dockerd, reference, files, tmp_path)
     _, digest = push(dockerd, reference)
@@ -134,19 +134,19 @@ def test_pull_after_rmi_restores_the_same_image(
     assert "Pull complete" in pulled, pulled
     assert dockerd.image_id(reference) == image_id
     repo_digests = dockerd.client.images.get(reference).attrs["RepoDigests"]
-    assert f"{registry.address}/e2e/pulled@{digest}" in repo_digests
+    assert f"{registry.address}/tester/e2e/pulled@{digest}" in repo_digests
 
 
 def test_pull_by_digest_gives_the_same_image(
     dockerd: DockerEngine, registry: Registry, logged_in: None, tmp_path: Path
 ) -> None:
-    reference = f"{registry.address}/e2e/by-digest:v1"
+    reference = f"{registry.address}/tester/e2e/by-digest:v1"
     image_id = build_scratch_image(dockerd, reference, [("d.bin", os.urandom(8_000))], tmp_path)
     _, digest = push(dockerd, reference)
     dockerd.cli("rmi", reference)
     assert not dockerd.has_image(image_id)
 
-    by_digest = f"{registry.address}/e2e/by-digest@{digest}"
+    by_digest = f"{registry.address}/tester/e2e/by-digest@{digest}"
     dockerd.cli("pull", by_digest)
 
     assert dockerd.image_id(by_digest) == image_id

@@ -30,7 +30,7 @@ EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 TITLE = "org.opencontainers.image.title"
 SBOM_TYPE = "application/vnd.e2e.sbom.v1+json"
 SIGNATURE_TYPE = "application/vnd.e2e.signature.v1"
-REPOSITORY = "e2e/oras-artifact"
+REPOSITORY = "tester/e2e/oras-artifact"
 
 
 @dataclass(frozen=True)

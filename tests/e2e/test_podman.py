@@ -78,7 +78,7 @@ def test_push_rmi_pull_gives_back_the_same_image(
     # podman's image ID is the config digest: the same bytes the layout holds.
     assert f"sha256:{image_id}" == layout.read_json(image.digest)["config"]["digest"]
 
-    reference = f"{registry.address}/e2e/podman:v1"
+    reference = f"{registry.address}/tester/e2e/podman:v1"
     podman("tag", image_id, reference)
     digest_file = tmp_path / "digest"
     podman.remote("push", "--digestfile", str(digest_file), reference)

@@ -93,13 +93,13 @@ def assert_image_blobs_equal(copied: OciLayout, original: OciLayout, manifest_di
 def test_single_image_round_trip_keeps_every_digest(
     skopeo: Skopeo, source: Source, tmp_path: Path
 ) -> None:
-    skopeo.push(f"oci:{source.layout.root}:single", "e2e/skopeo-single:v1")
+    skopeo.push(f"oci:{source.layout.root}:single", "tester/e2e/skopeo-single:v1")
 
-    raw = skopeo.raw_manifest("e2e/skopeo-single:v1")
+    raw = skopeo.raw_manifest("tester/e2e/skopeo-single:v1")
     assert sha256_digest(raw) == source.single.digest
 
     out = OciLayout(tmp_path / "out")
-    skopeo.pull("e2e/skopeo-single:v1", f"oci:{out.root}:v1")
+    skopeo.pull("tester/e2e/skopeo-single:v1", f"oci:{out.root}:v1")
 
     assert out.resolve("v1").digest == source.single.digest
     assert_image_blobs_equal(out, source.layout, source.single.digest)
@@ -108,9 +108,9 @@ def test_single_image_round_trip_keeps_every_digest(
 def test_multi_arch_index_round_trip_with_all_keeps_every_digest(
     skopeo: Skopeo, source: Source, tmp_path: Path
 ) -> None:
-    skopeo.push(f"oci:{source.layout.root}:multi", "e2e/skopeo-multi:v1", "--all")
+    skopeo.push(f"oci:{source.layout.root}:multi", "tester/e2e/skopeo-multi:v1", "--all")
 
-    raw = skopeo.raw_manifest("e2e/skopeo-multi:v1")
+    raw = skopeo.raw_manifest("tester/e2e/skopeo-multi:v1")
     assert sha256_digest(raw) == source.index.digest
     served = json.loads(raw)
     assert served["mediaType"] == OCI_INDEX
@@ -118,7 +118,7 @@ def test_multi_arch_index_round_trip_with_all_keeps_every_digest(
     assert platforms == {"amd64": source.amd64.digest, "arm64": source.arm64.digest}
 
     out = OciLayout(tmp_path / "out")
-    skopeo.pull("e2e/skopeo-multi:v1", f"oci:{out.root}:v1", "--all")
+    skopeo.pull("tester/e2e/skopeo-multi:v1", f"oci:{out.root}:v1", "--all")
 
     copied = out.resolve("v1")
     assert copied.media_type == OCI_INDEX
@@ -130,14 +130,14 @@ def test_multi_arch_index_round_trip_with_all_keeps_every_digest(
 def test_each_platform_of_a_pushed_index_can_be_copied_alone(
     skopeo: Skopeo, source: Source, tmp_path: Path
 ) -> None:
-    skopeo.push(f"oci:{source.layout.root}:multi", "e2e/skopeo-platforms:v1", "--all")
+    skopeo.push(f"oci:{source.layout.root}:multi", "tester/e2e/skopeo-platforms:v1", "--all")
 
     for arch, child in (("amd64", source.amd64), ("arm64", source.arm64)):
         by_tag = OciLayout(tmp_path / f"{arch}-by-tag")
-        skopeo.pull("e2e/skopeo-platforms:v1", f"oci:{by_tag.root}:{arch}", arch=arch)
+        skopeo.pull("tester/e2e/skopeo-platforms:v1", f"oci:{by_tag.root}:{arch}", arch=arch)
         assert by_tag.resolve(arch).digest == child.digest
 
         by_digest = OciLayout(tmp_path / f"{arch}-by-digest")
-        skopeo.pull(f"e2e/skopeo-platforms@{child.digest}", f"oci:{by_digest.root}:{arch}")
+        skopeo.pull(f"tester/e2e/skopeo-platforms@{child.digest}", f"oci:{by_digest.root}:{arch}")
         assert by_digest.resolve(arch).digest == child.digest
         assert_image_blobs_equal(by_digest, source.layout, child.digest)

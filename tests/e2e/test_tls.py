@@ -138,10 +138,10 @@ async def test_tls_blob_ranges_answer_exactly_as_plain_http(
 
     monkeypatch.setattr(blob_routes, "ThreadedFileResponse", Counted)
     digest = "sha256:" + hashlib.sha256(BIG).hexdigest()
-    resp = await pair.plain.post("/v2/tls/big/blobs/uploads/", params={"digest": digest},
+    resp = await pair.plain.post("/v2/tester/tls/big/blobs/uploads/", params={"digest": digest},
                                  data=BIG, headers=pair.auth)  # fmt: skip
     assert resp.status == 201
-    path = f"/v2/tls/big/blobs/{digest}"
+    path = f"/v2/tester/tls/big/blobs/{digest}"
     for rng in RANGES:
         headers = {**pair.auth, **({"Range": rng} if rng else {})}
         answers = []
@@ -245,7 +245,7 @@ def test_skopeo_pushes_and_pulls_over_tls_with_the_auto_ca(tmp_path: Path) -> No
         layout.tag(image, "v1")
         login = f"{BOOTSTRAP_ACCOUNT}:{server.password}"
         env = dict(os.environ, REGISTRY_AUTH_FILE=str(tmp_path / "auth.json"))
-        ref = f"docker://{server.address}/tls/skopeo:v1"
+        ref = f"docker://{server.address}/tester/tls/skopeo:v1"
         copy = ["skopeo", "--insecure-policy", "copy", "--preserve-digests"]
         run([*copy, f"--dest-cert-dir={certs}", f"--dest-creds={login}",
              f"oci:{layout.root}:v1", ref], env=env)  # fmt: skip

@@ -22,7 +22,7 @@ from registry.names import check_name
 from tests.fuzz.conftest import MARKER, Harness, assert_protocol_error
 from tests.fuzz.rawhttp import RawResponse
 
-REPO = "fuzz/target"
+REPO = "tester/fuzz/target"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 CONFIG = b'{"architecture":"amd64","os":"linux"}'
 LAYER = b"the only layer" * 100

@@ -8,7 +8,7 @@ import json
 
 from tests.fuzz.conftest import Harness
 
-REPO = "slow/bodies"
+REPO = "tester/slow/bodies"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 

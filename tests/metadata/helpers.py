@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +77,31 @@ class Api:
         return await create_account(self.db, name, admin=admin)
 
 
+class GatedBody:
+    """A request body sent in two parts, the second only once the test releases it.
+
+    The server has begun the request (its early checks are done) when the first part is out:
+    what the test does meanwhile lands while the body is still arriving.
+    """
+
+    def __init__(self, first: bytes, rest: bytes) -> None:
+        self.parts = (first, rest)
+        self.first_part_sent = asyncio.Event()
+        self.release = asyncio.Event()
+
+    @property
+    def whole(self) -> bytes:
+        return b"".join(self.parts)
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield self.parts[0]
+        # Give the server time to take the first part and start reading the body.
+        await asyncio.sleep(0.2)
+        self.first_part_sent.set()
+        await self.release.wait()
+        yield self.parts[1]
+
+
 def repository_of(image: dict[str, Any]) -> str:
     """The internal repository from an image's dockerTag (`host:port/repo`)."""
     return str(image["dockerTag"]).split("/", 1)[1]
@@ -125,4 +152,13 @@ async def put_manifest(
     )
 
 
-__all__ = ["Api", "basic", "push_blob", "push_latest", "put_manifest", "repository_of"]
+__all__ = [
+    "Api",
+    "GatedBody",
+    "basic",
+    "digest_of",
+    "push_blob",
+    "push_latest",
+    "put_manifest",
+    "repository_of",
+]

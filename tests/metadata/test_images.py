@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -9,7 +10,17 @@ import pytest
 
 from metadata.organizations import add_member
 from registry.tokens import TOKENS
-from tests.metadata.helpers import Api, manifest_bytes, push_latest, put_manifest, repository_of
+from tests.metadata.helpers import (
+    Api,
+    GatedBody,
+    basic,
+    digest_of,
+    manifest_bytes,
+    push_latest,
+    put_manifest,
+    repository_of,
+)
+from tests.registry.helpers import OCI_MANIFEST
 
 ZERO_ID = "sha256:" + "0" * 64
 
@@ -273,3 +284,96 @@ async def test_creating_in_a_workspace_one_cannot_write_is_refused(api: Api) -> 
         "POST", "/images", token, params={"name": "x"}, json_body={"workspace": "tester/default"}
     )
     assert resp.status == 404
+
+
+async def test_a_manifest_still_arriving_when_the_commit_lands_is_refused(api: Api) -> None:
+    image = await api.create_image("race-manifest")
+    repository = repository_of(image)
+    user, password = await _push_credentials(api, image)
+    pinned, _ = await push_latest(api.client, repository, [b"first"], basic(user, password))
+    replacement = manifest_bytes(b"{}", [])
+    config = await api.client.post(
+        f"/v2/{repository}/blobs/uploads/",
+        params={"digest": digest_of(b"{}")},
+        data=b"{}",
+        headers=basic(user, password),
+    )
+    assert config.status == 201
+    gate = GatedBody(replacement[:10], replacement[10:])
+    put = asyncio.create_task(
+        api.client.put(
+            f"/v2/{repository}/manifests/latest",
+            data=gate.chunks(),
+            headers={"Content-Type": OCI_MANIFEST, **basic(user, password)},
+        )
+    )
+    await gate.first_part_sent.wait()
+    committed = await api.ok("PATCH", f"/images/{image['id']}", json_body={"commit": True})
+    gate.release.set()
+    resp = await put
+    assert resp.status == 403
+    assert (await resp.json())["errors"][0]["code"] == "DENIED"
+    assert committed["digest"] == pinned
+    latest = await api.client.head(
+        f"/v2/{repository}/manifests/latest",
+        headers={"Accept": OCI_MANIFEST, **basic(user, password)},
+    )
+    assert latest.headers["Docker-Content-Digest"] == pinned
+
+
+async def test_a_blob_still_arriving_when_the_commit_lands_is_not_linked(api: Api) -> None:
+    image = await api.create_image("race-blob")
+    repository = repository_of(image)
+    user, password = await _push_credentials(api, image)
+    await push_latest(api.client, repository, [b"first"], basic(user, password))
+    gate = GatedBody(b"late ", b"layer")
+    upload = asyncio.create_task(
+        api.client.post(
+            f"/v2/{repository}/blobs/uploads/",
+            params={"digest": digest_of(gate.whole)},
+            data=gate.chunks(),
+            headers=basic(user, password),
+        )
+    )
+    await gate.first_part_sent.wait()
+    await api.ok("PATCH", f"/images/{image['id']}", json_body={"commit": True})
+    gate.release.set()
+    resp = await upload
+    assert resp.status == 403
+    head = await api.client.head(
+        f"/v2/{repository}/blobs/{digest_of(gate.whole)}", headers=api.admin_basic
+    )
+    assert head.status == 404
+
+
+async def test_untagging_or_deleting_in_a_committed_repository_is_refused(api: Api) -> None:
+    image = await api.create_image("keep-me")
+    repository = repository_of(image)
+    digest, _ = await push_latest(api.client, repository, [b"kept"], api.admin_basic)
+    await api.ok("PATCH", f"/images/{image['id']}", json_body={"commit": True})
+    for path in ("manifests/latest", f"manifests/{digest}"):
+        resp = await api.client.delete(f"/v2/{repository}/{path}", headers=api.admin_basic)
+        assert resp.status == 403, path
+    got = await api.client.get(
+        f"/v2/{repository}/manifests/latest",
+        headers={"Accept": OCI_MANIFEST, **api.admin_basic},
+    )
+    assert got.headers["Docker-Content-Digest"] == digest
+
+
+@pytest.mark.parametrize("name", ["twin\n", "twin\r", " twin", "twin "])
+async def test_names_are_matched_whole_so_a_final_newline_is_refused(api: Api, name: str) -> None:
+    resp = await api.call(
+        "POST",
+        "/images",
+        params={"name": name},
+        json_body={"workspace": "tester/default", "imageID": ZERO_ID, "imageTag": "x"},
+    )
+    assert resp.status == 400, name
+    resp = await api.call("POST", "/workspaces", json_body={"name": "default\n", "org": "tester"})
+    assert resp.status == 400
+
+
+async def _push_credentials(api: Api, image: dict[str, Any]) -> tuple[str, str]:
+    repo = await api.ok("GET", f"/images/{image['id']}/repository?upload=true")
+    return repo["auth"]["user"], repo["auth"]["password"]

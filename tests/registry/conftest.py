@@ -15,9 +15,7 @@ ADMIN = "tester"
 
 
 @pytest.fixture
-async def client(
-    tmp_path: Path, private_home: Path
-) -> AsyncIterator[TestClient[object, object]]:
+async def client(tmp_path: Path, private_home: Path) -> AsyncIterator[TestClient[object, object]]:
     """The whole app in-process, on a data folder of its own, as the bootstrap admin.
 
     The admin's API token is read from the Beaker config that first start writes, and sent as

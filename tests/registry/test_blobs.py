@@ -8,45 +8,47 @@ from tests.registry.helpers import Client, digest_of, error_code, push_blob
 
 async def test_monolithic_push_then_head_and_get_return_the_bytes(client: Client) -> None:
     data = os.urandom(100_000)
-    digest = await push_blob(client, "a/b/c", data)
-    head = await client.head(f"/v2/a/b/c/blobs/{digest}")
+    digest = await push_blob(client, "tester/a/b/c", data)
+    head = await client.head(f"/v2/tester/a/b/c/blobs/{digest}")
     assert head.status == 200
     assert head.headers["Content-Length"] == str(len(data))
     assert head.headers["Docker-Content-Digest"] == digest
-    get = await client.get(f"/v2/a/b/c/blobs/{digest}")
+    get = await client.get(f"/v2/tester/a/b/c/blobs/{digest}")
     assert get.status == 200
     assert await get.read() == data
 
 
 async def test_range_requests_answer_206_and_416(client: Client) -> None:
     data = b"0123456789" * 10
-    digest = await push_blob(client, "ranges", data)
-    part = await client.get(f"/v2/ranges/blobs/{digest}", headers={"Range": "bytes=10-19"})
+    digest = await push_blob(client, "tester/ranges", data)
+    part = await client.get(f"/v2/tester/ranges/blobs/{digest}", headers={"Range": "bytes=10-19"})
     assert part.status == 206
     assert await part.read() == data[10:20]
-    bad = await client.get(f"/v2/ranges/blobs/{digest}", headers={"Range": "bytes=500-600"})
+    bad = await client.get(f"/v2/tester/ranges/blobs/{digest}", headers={"Range": "bytes=500-600"})
     assert bad.status == 416
 
 
 async def test_unknown_blob_is_blob_unknown(client: Client) -> None:
-    resp = await client.get(f"/v2/nothing/blobs/{digest_of(b'x')}")
+    resp = await client.get(f"/v2/tester/nothing/blobs/{digest_of(b'x')}")
     assert resp.status == 404
     assert await error_code(resp) == "BLOB_UNKNOWN"
 
 
 async def test_digest_mismatch_stores_nothing(client: Client, tmp_path: Path) -> None:
     wrong = digest_of(b"other")
-    resp = await client.post("/v2/mis/blobs/uploads/", params={"digest": wrong}, data=b"data")
+    resp = await client.post(
+        "/v2/tester/mis/blobs/uploads/", params={"digest": wrong}, data=b"data"
+    )
     assert resp.status == 400
     assert await error_code(resp) == "DIGEST_INVALID"
-    assert (await client.head(f"/v2/mis/blobs/{wrong}")).status == 404
+    assert (await client.head(f"/v2/tester/mis/blobs/{wrong}")).status == 404
     assert not any((tmp_path / "data" / "blobs").rglob("*.*"))
     assert list((tmp_path / "data" / "uploads").iterdir()) == []
 
 
 async def test_chunked_upload_with_out_of_order_chunk_refused(client: Client) -> None:
     data = os.urandom(3000)
-    start = await client.post("/v2/chunky/blobs/uploads/")
+    start = await client.post("/v2/tester/chunky/blobs/uploads/")
     assert start.status == 202
     location = start.headers["Location"]
     first = await client.patch(
@@ -70,42 +72,42 @@ async def test_chunked_upload_with_out_of_order_chunk_refused(client: Client) ->
     )
     assert done.status == 201, await done.text()
     assert done.headers["Docker-Content-Digest"] == digest_of(data)
-    get = await client.get(f"/v2/chunky/blobs/{digest_of(data)}")
+    get = await client.get(f"/v2/tester/chunky/blobs/{digest_of(data)}")
     assert await get.read() == data
 
 
 async def test_same_blob_in_two_repositories_is_stored_once(client: Client, tmp_path: Path) -> None:
     data = os.urandom(5000)
-    await push_blob(client, "one", data)
-    await push_blob(client, "two", data)
+    await push_blob(client, "tester/one", data)
+    await push_blob(client, "tester/two", data)
     files = [p for p in (tmp_path / "data" / "blobs").rglob("*") if p.is_file()]
     assert len(files) == 1
 
 
 async def test_cross_repository_mount_links_without_upload(client: Client) -> None:
     data = os.urandom(100)
-    digest = await push_blob(client, "source", data)
+    digest = await push_blob(client, "tester/source", data)
     resp = await client.post(
-        "/v2/target/blobs/uploads/", params={"mount": digest, "from": "source"}
+        "/v2/tester/target/blobs/uploads/", params={"mount": digest, "from": "tester/source"}
     )
     assert resp.status == 201
-    assert resp.headers["Location"] == f"/v2/target/blobs/{digest}"
+    assert resp.headers["Location"] == f"/v2/tester/target/blobs/{digest}"
     missing = digest_of(b"never pushed")
     fallback = await client.post(
-        "/v2/target/blobs/uploads/", params={"mount": missing, "from": "source"}
+        "/v2/tester/target/blobs/uploads/", params={"mount": missing, "from": "tester/source"}
     )
     assert fallback.status == 202
 
 
 async def test_delete_blob_unlinks_it(client: Client) -> None:
-    digest = await push_blob(client, "del", b"bye")
-    assert (await client.delete(f"/v2/del/blobs/{digest}")).status == 202
-    resp = await client.delete(f"/v2/del/blobs/{digest}")
+    digest = await push_blob(client, "tester/del", b"bye")
+    assert (await client.delete(f"/v2/tester/del/blobs/{digest}")).status == 202
+    resp = await client.delete(f"/v2/tester/del/blobs/{digest}")
     assert resp.status == 404
 
 
 async def test_cancelled_upload_is_unknown(client: Client) -> None:
-    start = await client.post("/v2/cancel/blobs/uploads/")
+    start = await client.post("/v2/tester/cancel/blobs/uploads/")
     location = start.headers["Location"]
     assert (await client.delete(location)).status == 204
     resp = await client.get(location)
@@ -117,8 +119,8 @@ async def test_invalid_names_and_digests_are_refused(client: Client) -> None:
     resp = await client.get(f"/v2/UPPER/blobs/{digest_of(b'')}")
     assert resp.status == 400
     assert await error_code(resp) == "NAME_INVALID"
-    resp = await client.get("/v2/ok/blobs/sha256:nothex")
+    resp = await client.get("/v2/tester/ok/blobs/sha256:nothex")
     assert resp.status == 400
     assert await error_code(resp) == "DIGEST_INVALID"
-    resp = await client.get("/v2/ok/blobs/md5:d41d8cd98f00b204e9800998ecf8427e")
+    resp = await client.get("/v2/tester/ok/blobs/md5:d41d8cd98f00b204e9800998ecf8427e")
     assert await error_code(resp) == "DIGEST_INVALID"

@@ -317,9 +317,12 @@ def test_push_credentials_minted_for_one_image_work_on_no_other_repository(world
         resp = w.v2("POST", f"/v2/{repo}/blobs/uploads/", minted)
         assert resp.status_code == 403, (repo, resp.status_code, resp.text)
         assert w.v2("GET", f"/v2/{repo}/tags/list", minted).status_code == 403
-        # Through the token flow too: the token it yields grants nothing there.
+        # Through the token flow too: the token it yields grants nothing there (the answer is
+        # Docker's 401 insufficient_scope, which clients report at once).
         auth = _bearer(w, minted, f"repository:{repo}:pull,push")
-        assert _send(w, "POST", f"/v2/{repo}/blobs/uploads/", auth).status_code == 403
+        resp = _send(w, "POST", f"/v2/{repo}/blobs/uploads/", auth)
+        assert resp.status_code == 401
+        assert 'error="insufficient_scope"' in resp.headers["WWW-Authenticate"]
     # Its own repository it may push (the image is not committed yet).
     assert w.v2("POST", f"/v2/{w.private_repo}/blobs/uploads/", minted).status_code == 202
     # Someone else presenting it, or a pull-only credential pushing, is refused.
