@@ -88,6 +88,8 @@ from registry.tokens import TOKENS, Grant
 
 _SORT_FIELDS: tuple[str, ...] = get_args(SortField)
 _TRUE = {"true", "1", "yes"}
+_MAX_SECONDS = 1e11  # about the year 5000
+_PAGE_DIGITS = 6
 
 
 # -- accounts and organizations ------------------------------------------------------------------
@@ -345,12 +347,16 @@ def _search_value(field: str, value: str | int | float | bool) -> str | int:
         raise Invalid(f"invalid value {value!r} for field {field}")
     if field not in {"created", "committed"}:
         return str(value)
-    if isinstance(value, int | float):
-        return round(value * 1_000_000)
     try:
-        return round(datetime.fromisoformat(value).timestamp() * 1_000_000)
-    except ValueError:
+        seconds = (
+            value if isinstance(value, int | float) else datetime.fromisoformat(value).timestamp()
+        )
+    except (ValueError, OverflowError):
         raise Invalid(f"invalid time {value!r} for field {field}: use RFC 3339") from None
+    # Also keeps inf, NaN and huge numbers away from SQLite's 64-bit integers.
+    if not -_MAX_SECONDS <= seconds <= _MAX_SECONDS:
+        raise Invalid(f"invalid time {value!r} for field {field}: out of range")
+    return round(seconds * 1_000_000)
 
 
 def _search_field(field: str) -> SearchField:
@@ -366,7 +372,7 @@ async def search_images_route(call: Call) -> web.Response:
     ]
     sorts = [Sort(_search_field(c.field), c.order == "descending") for c in spec.sort_clauses]
     page_number = call.query("page") or "0"
-    if not page_number.isdigit():
+    if not (page_number.isascii() and page_number.isdigit()) or len(page_number) > _PAGE_DIGITS:
         raise Invalid(f"invalid page {page_number!r}")
     limit = page_size(call.query("limit"))
     found = await search_images(

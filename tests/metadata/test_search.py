@@ -135,6 +135,20 @@ async def test_bad_clauses_answer_400_with_a_message(api: Api, body: dict[str, A
     assert (await resp.json())["message"]
 
 
-async def test_a_bad_page_is_400(api: Api) -> None:
-    resp = await api.call("POST", "/images/search", json_body={}, params={"page": "-1"})
+@pytest.mark.parametrize("page", ["-1", "x", "9" * 5000, "1234567"])
+async def test_a_bad_page_is_400(api: Api, page: str) -> None:
+    resp = await api.call("POST", "/images/search", json_body={}, params={"page": page})
     assert resp.status == 400
+
+
+@pytest.mark.parametrize("value", [1e300, 10**30, "Infinity", "9999-99-99T00:00:00Z"])
+async def test_times_out_of_range_are_400_not_a_crash(api: Api, value: object) -> None:
+    clause = {"field": "created", "operator": "gte", "value": value}
+    resp = await api.call("POST", "/images/search", json_body={"filterClauses": [clause]})
+    assert resp.status == 400, await resp.text()
+
+
+async def test_an_infinite_time_in_the_json_is_400(api: Api) -> None:
+    body = b'{"filterClauses": [{"field": "created", "operator": "lt", "value": Infinity}]}'
+    resp = await api.client.post("/api/v3/images/search", data=body, headers=api.headers())
+    assert resp.status == 400, await resp.text()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.metadata.helpers import Api
 
 
@@ -138,3 +140,28 @@ async def test_transfer_into_or_out_of_an_archived_workspace_is_403(api: Api) ->
     )
     assert resp.status == 403
     assert (await api.ok("GET", f"/images/{image['id']}"))["workspaceRef"]["name"] == "default"
+
+
+BAD_BODIES = [
+    b"{", b"[]", b"null", b'{"name": 7}', b'{"name": "a/b"}', b'{"archive": "maybe"}',
+    b'{"public": [true]}', b'{"ids": "bp_x"}', b'{"ids": [1, 2]}', b'{"ids": [{"a": 1}]}',
+    b'{"ids": ["x"]}', b'{"description": 1e999}', b'{"name": "\\u0000"}',
+    b'{"sortClauses": [{"field": 1}]}', b'{"filterClauses": [{"field": "name", "value": null}]}',
+    b'{"filterClauses": [{"field": "name", "value": {"a": 1}}]}',
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("body", BAD_BODIES, ids=[repr(b[:24]) for b in BAD_BODIES])
+async def test_bad_bodies_on_the_new_routes_are_4xx_with_a_message(api: Api, body: bytes) -> None:
+    ws = await new_workspace(api, "target")
+    for method, path in [
+        ("PATCH", f"/workspaces/{ws}"),
+        ("PATCH", f"/workspaces/{ws}/auth"),
+        ("POST", f"/workspaces/{ws}/transfer"),
+        ("POST", "/images/search"),
+    ]:
+        resp = await api.client.request(method, "/api/v3" + path, data=body, headers=api.headers())
+        # Bodies that happen to be valid for one route (an empty change) answer 2xx there.
+        assert resp.status < 500, (method, path, resp.status)
+        if resp.status >= 400:
+            assert (await resp.json())["message"], (method, path)
