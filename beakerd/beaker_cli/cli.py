@@ -1,4 +1,5 @@
-"""`beaker`: the command line client of Beaker's image API (the seed's commands)."""
+"""`beaker`: the command line client of Beaker's image and workspace API (the seed's commands
+and more), with `--format json` and `-q/--quiet` for scripts."""
 
 from __future__ import annotations
 

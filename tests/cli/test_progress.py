@@ -66,6 +66,14 @@ def test_quiet_shows_nothing() -> None:
     assert isinstance(display_for("push", silent=True, show=print), Silent)
 
 
+@pytest.fixture(autouse=True)
+def plain_terminal_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A terminal as most are: whatever the test runner's environment says about its own."""
+    monkeypatch.setenv("TERM", "xterm-256color")
+    for var in ("TTY_COMPATIBLE", "TTY_INTERACTIVE", "NO_COLOR", "FORCE_COLOR"):
+        monkeypatch.delenv(var, raising=False)
+
+
 class Terminal:
     """A pty whose slave end stands in for stdout; everything written is collected."""
 

@@ -116,9 +116,10 @@ def test_pull_with_a_friendly_tag_keeps_the_tag_an_earlier_pull_made(
 def run_on_a_terminal(beaker: Beaker, *args: str) -> tuple[int, str]:
     """`beaker ARGS` with stdout on a pty, as in a terminal; everything it wrote there."""
     master, slave = pty.openpty()
+    env = beaker.env(TERM="xterm", PYTHONIOENCODING="utf-8")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "beakerd.beaker_cli", *args], env=beaker.env(TERM="xterm"),
-        stdout=slave, stderr=subprocess.PIPE, cwd=REPO_ROOT,
+        [sys.executable, "-m", "beakerd.beaker_cli", *args],
+        env=env, stdout=slave, stderr=slave, cwd=REPO_ROOT,
     )  # fmt: skip
     os.close(slave)
     chunks: list[bytes] = []
