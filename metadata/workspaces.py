@@ -1,4 +1,9 @@
-"""Workspaces: `<org>/<name>`, holding images."""
+"""Workspaces: `<org>/<name>`, holding images.
+
+A workspace can be renamed (its ID stays), made public or private, and archived: an archived
+workspace is read-only, so it takes no new images, gives none away and keeps its name until it
+is unarchived. Moving images in (`transfer_images`) is all or nothing.
+"""
 
 from __future__ import annotations
 

@@ -189,7 +189,7 @@ class BeakerApi:
         try:
             data = self.request("POST", "/workspaces", body=body)
         except Conflict as e:
-            full = name if "/" in name or not org else f"{org}/{name}"
+            full = name if "/" in name else f"{org or self.whoami().name}/{name}"
             raise Conflict(e.status, f"a workspace named {full!r} already exists") from e
         return self._parse(Workspace, data, "workspace")
 

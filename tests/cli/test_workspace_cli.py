@@ -57,6 +57,8 @@ def test_create_of_a_taken_name_says_already_exists(
     code, _, err = beaker(capsys, "workspace", "create", "alice/project")
     assert code == 1
     assert err == "Error: a workspace named 'alice/project' already exists\n"
+    # A bare name is one's own org's, and the message says so.
+    assert beaker(capsys, "workspace", "create", "project")[2] == err
 
 
 def test_get_prints_json_and_a_bare_name_is_one_of_ones_own(
