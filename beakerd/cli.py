@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
 
 from beakerd.commands import accounts, fsck, gc, serve
@@ -29,6 +30,7 @@ Command = Callable[[Settings, argparse.Namespace], int]
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="beakerd", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"beakerd {version('beakerd')}")
     parser.add_argument("--data-dir", help="where blobs and the database live")
     parser.add_argument("--log-level", help="debug, info, warning or error")
     parser.add_argument("--log-format", help="text (default) or json, one object per line")

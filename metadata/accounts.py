@@ -193,3 +193,25 @@ async def get_account(db: Database, ref: str) -> Account:
 async def count_accounts(db: Database) -> int:
     row = await db.fetchone("SELECT count(*) FROM accounts")
     return int(row[0]) if row else 0
+
+
+async def list_accounts(db: Database) -> list[Account]:
+    rows = await db.fetchall(
+        "SELECT id, name, display_name, admin, created FROM accounts ORDER BY name"
+    )
+    return [Account.from_row(row) for row in rows]
+
+
+async def set_admin(db: Database, ref: str, admin: bool = True) -> Account:
+    account = await get_account(db, ref)
+    await db.execute("UPDATE accounts SET admin = ? WHERE id = ?", (int(admin), account.id))
+    return await get_account(db, account.id)
+
+
+async def revoke_all_tokens(db: Database, ref: str) -> int:
+    """Revoke every live token of an account at once: it can no longer sign in."""
+    account = await get_account(db, ref)
+    return await db.execute(
+        "UPDATE api_tokens SET revoked = ? WHERE account_id = ? AND revoked IS NULL",
+        (now(), account.id),
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
@@ -235,3 +235,66 @@ class WorkspaceSpec(LenientKeys):
     org: str | None = None
     description: str | None = None
     public: bool = False
+
+
+class WorkspacePatch(LenientKeys):
+    """PATCH /workspaces/{ws}: beaker-py's WorkspacePatch (name, description, archive)."""
+
+    KEYS: ClassVar[dict[str, str]] = {
+        "name": "name", "description": "description", "archive": "archive", "public": "public",
+    }  # fmt: skip
+    name: str | None = None
+    description: str | None = None
+    archive: bool | None = None
+    public: bool | None = None
+
+
+class WorkspacePermissionsPatch(LenientKeys):
+    """PATCH /workspaces/{ws}/auth: only `public` is kept (per-account grants are not modelled)."""
+
+    KEYS: ClassVar[dict[str, str]] = {"public": "public"}
+    public: bool | None = None
+
+
+class WorkspacePermissionsModel(WireModel):
+    requester_auth: str
+    public: bool
+    authorizations: dict[str, str] = Field(default_factory=dict)
+
+
+class WorkspaceTransferSpec(LenientKeys):
+    """POST /workspaces/{ws}/transfer: `{"ids": [...]}` of images to move in."""
+
+    KEYS: ClassVar[dict[str, str]] = {"ids": "ids"}
+    ids: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class SearchFilterClause(LenientKeys):
+    KEYS: ClassVar[dict[str, str]] = {"field": "field", "operator": "operator", "value": "value"}
+    # The Go client names the author `user`.
+    field: Literal[
+        "id", "name", "description", "user", "author", "created", "committed", "workspace"
+    ]
+    operator: Literal["eq", "neq", "gt", "gte", "lt", "lte", "ctn", "nctn"] = "eq"
+    value: str | int | float | bool
+
+
+class SearchSortClause(LenientKeys):
+    KEYS: ClassVar[dict[str, str]] = {"field": "field", "order": "order"}
+    field: Literal[
+        "id", "name", "description", "user", "author", "created", "committed", "workspace"
+    ]
+    order: Literal["ascending", "descending"] = "ascending"
+
+
+class ImageSearchSpec(LenientKeys):
+    """The Go client's ImageSearchOptions: `sortClauses`, `filterClauses`, `filterCombinator`
+    (older releases spell them `sort_clauses`, ...; keys are matched in any case)."""
+
+    KEYS: ClassVar[dict[str, str]] = {
+        "sortclauses": "sort_clauses", "filterclauses": "filter_clauses",
+        "filtercombinator": "filter_combinator",
+    }  # fmt: skip
+    sort_clauses: list[SearchSortClause] = Field(default_factory=list, max_length=10)
+    filter_clauses: list[SearchFilterClause] = Field(default_factory=list, max_length=50)
+    filter_combinator: Literal["and", "or"] = "and"

@@ -7,6 +7,7 @@ a readable object the caller may not change answers 403.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from typing import cast, get_args
 
 from aiohttp import web
@@ -30,12 +31,16 @@ from metadata.http import (
     page_size,
 )
 from metadata.images import (
+    Filter,
+    SearchField,
+    Sort,
     SortField,
     commit_image,
     create_image,
     delete_image,
     find_image,
     list_images,
+    search_images,
     update_image,
 )
 from metadata.models import (
@@ -43,6 +48,7 @@ from metadata.models import (
     ImageModel,
     ImagePatch,
     ImageRepoModel,
+    ImageSearchSpec,
     ImageSpec,
     OrganizationModel,
     PageModel,
@@ -50,7 +56,11 @@ from metadata.models import (
     TokenModel,
     TokenSpec,
     WorkspaceModel,
+    WorkspacePatch,
+    WorkspacePermissionsModel,
+    WorkspacePermissionsPatch,
     WorkspaceSpec,
+    WorkspaceTransferSpec,
     image_tag,
 )
 from metadata.organizations import (
@@ -66,12 +76,21 @@ from metadata.permissions import (
     can_write_workspace,
 )
 from metadata.records import Image, Workspace
-from metadata.workspaces import create_workspace, find_workspace, image_count, list_workspaces
+from metadata.workspaces import (
+    create_workspace,
+    find_workspace,
+    image_count,
+    list_workspaces,
+    transfer_images,
+    update_workspace,
+)
 from registry.access import PULL, PUSH
 from registry.tokens import TOKENS, Grant
 
 _SORT_FIELDS: tuple[str, ...] = get_args(SortField)
 _TRUE = {"true", "1", "yes"}
+_MAX_SECONDS = 1e11  # about the year 5000
+_PAGE_DIGITS = 6
 
 
 # -- accounts and organizations ------------------------------------------------------------------
@@ -183,6 +202,57 @@ async def list_workspace_images(call: Call) -> web.Response:
     return json_response(PageModel(data=data, next_cursor=more))
 
 
+async def _writable_workspace(call: Call, ref: str) -> Workspace:
+    workspace = await _readable_workspace(call, ref)
+    if not await can_write_workspace(call.ctx.db, call.account, workspace):
+        raise Forbidden(f"{call.account.name} may not change workspace {workspace.full_name}")
+    return workspace
+
+
+async def patch_workspace(call: Call) -> web.Response:
+    """Rename, describe, archive or unarchive (beaker-py's WorkspacePatch), or set `public`."""
+    spec = await call.body(WorkspacePatch)
+    workspace = await _writable_workspace(call, call.params[0])
+    workspace = await update_workspace(
+        call.ctx.db, workspace, name=spec.name, description=spec.description,
+        archived=spec.archive, public=spec.public,
+    )  # fmt: skip
+    return json_response(await _workspace_model(call, workspace))
+
+
+async def _permissions_model(call: Call, workspace: Workspace) -> WorkspacePermissionsModel:
+    db = call.ctx.db
+    if call.account.admin:
+        level = "all"
+    elif await can_write_workspace(db, call.account, workspace):
+        level = "write"
+    else:
+        level = "read"
+    return WorkspacePermissionsModel(requester_auth=level, public=workspace.public)
+
+
+async def get_workspace_permissions(call: Call) -> web.Response:
+    workspace = await _readable_workspace(call, call.params[0])
+    return json_response(await _permissions_model(call, workspace))
+
+
+async def patch_workspace_permissions(call: Call) -> web.Response:
+    """Visibility, as beaker-py's set_visibility sends it: `{"public": true|false}`."""
+    spec = await call.body(WorkspacePermissionsPatch)
+    workspace = await _writable_workspace(call, call.params[0])
+    workspace = await update_workspace(call.ctx.db, workspace, public=spec.public)
+    return json_response(await _permissions_model(call, workspace))
+
+
+async def transfer_into_workspace(call: Call) -> web.Response:
+    """Move images in: each must be one the caller may change (the rules of PATCH /images)."""
+    spec = await call.body(WorkspaceTransferSpec)
+    workspace = await _writable_workspace(call, call.params[0])
+    ids = [(await _modifiable_image(call, ref)).id for ref in spec.ids]
+    await transfer_images(call.ctx.db, workspace, list(dict.fromkeys(ids)))
+    return web.Response(status=204)
+
+
 # -- images --------------------------------------------------------------------------------------
 
 
@@ -283,6 +353,48 @@ async def image_repository(call: Call) -> web.Response:
     )
 
 
+def _search_value(field: str, value: str | int | float | bool) -> str | int:
+    """A filter value for the domain: times (RFC 3339, or UNIX seconds) in whole microseconds."""
+    if isinstance(value, bool):
+        raise Invalid(f"invalid value {value!r} for field {field}")
+    if field not in {"created", "committed"}:
+        return str(value)
+    try:
+        seconds = (
+            value if isinstance(value, int | float) else datetime.fromisoformat(value).timestamp()
+        )
+    except (ValueError, OverflowError):
+        raise Invalid(f"invalid time {value!r} for field {field}: use RFC 3339") from None
+    # Also keeps inf, NaN and huge numbers away from SQLite's 64-bit integers.
+    if not -_MAX_SECONDS <= seconds <= _MAX_SECONDS:
+        raise Invalid(f"invalid time {value!r} for field {field}: out of range")
+    return round(seconds * 1_000_000)
+
+
+def _search_field(field: str) -> SearchField:
+    return cast(SearchField, "author" if field == "user" else field)
+
+
+async def search_images_route(call: Call) -> web.Response:
+    """The Go client's image search: a JSON array (no cursor), paged by `page` from 0."""
+    spec = await call.body(ImageSearchSpec)
+    filters = [
+        Filter(_search_field(c.field), c.operator, _search_value(c.field, c.value))
+        for c in spec.filter_clauses
+    ]
+    sorts = [Sort(_search_field(c.field), c.order == "descending") for c in spec.sort_clauses]
+    page_number = call.query("page") or "0"
+    if not (page_number.isascii() and page_number.isdigit()) or len(page_number) > _PAGE_DIGITS:
+        raise Invalid(f"invalid page {page_number!r}")
+    limit = page_size(call.query("limit"))
+    found = await search_images(
+        call.ctx.db, call.account, filters, sorts, any_filter=spec.filter_combinator == "or",
+        offset=int(page_number) * limit, limit=limit,
+    )  # fmt: skip
+    address = call.ctx.registry_address
+    return web.json_response([ImageModel.of(image, address).wire() for image in found])
+
+
 def build_router() -> Router:
     router = Router()
     router.add("GET", "user", whoami)
@@ -296,7 +408,12 @@ def build_router() -> Router:
     router.add("POST", "workspaces", create_workspace_route)
     router.add("GET", "workspaces/{}", get_workspace)
     router.add("GET", "workspaces/{}/images", list_workspace_images)
+    router.add("PATCH", "workspaces/{}", patch_workspace)
+    router.add("GET", "workspaces/{}/auth", get_workspace_permissions)
+    router.add("PATCH", "workspaces/{}/auth", patch_workspace_permissions)
+    router.add("POST", "workspaces/{}/transfer", transfer_into_workspace)
     router.add("POST", "images", create_image_route)
+    router.add("POST", "images/search", search_images_route)
     router.add("GET", "images/{}", get_image)
     router.add("PATCH", "images/{}", patch_image)
     router.add("DELETE", "images/{}", delete_image_route)

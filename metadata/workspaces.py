@@ -1,10 +1,15 @@
-"""Workspaces: `<org>/<name>`, holding images."""
+"""Workspaces: `<org>/<name>`, holding images.
+
+A workspace can be renamed (its ID stays), made public or private, and archived: an archived
+workspace is read-only, so it takes no new images, gives none away and keeps its name until it
+is unarchived. Moving images in (`transfer_images`) is all or nothing.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 
-from metadata.errors import Conflict, Invalid, NotFound
+from metadata.errors import Conflict, Forbidden, Invalid, NotFound
 from metadata.ids import is_valid_name, new_id, now
 from metadata.records import Account, Organization, Workspace
 from storage.database import Database
@@ -102,3 +107,88 @@ async def list_workspaces(
 async def image_count(db: Database, workspace_id: str) -> int:
     row = await db.fetchone("SELECT count(*) FROM images WHERE workspace_id = ?", (workspace_id,))
     return int(row[0]) if row else 0
+
+
+async def update_workspace(
+    db: Database,
+    workspace: Workspace,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    archived: bool | None = None,
+    public: bool | None = None,
+) -> Workspace:
+    """Rename, re-describe, (un)archive or change visibility; the ID stays.
+
+    An archived workspace is read-only: only unarchiving (and visibility) may change it, and the
+    check is part of the UPDATE, so a concurrent archive cannot slip a rename through.
+    """
+    sets: list[str] = []
+    params: list[str | int | float] = []
+    if name is not None:
+        if not is_valid_name(name):
+            raise Invalid(f"invalid workspace name {name!r}: use letters, digits, '.', '_' and '-'")
+        sets.append("name = ?")
+        params.append(name)
+    if description is not None:
+        sets.append("description = ?")
+        params.append(description)
+    if archived is not None:
+        sets.append("archived = ?")
+        params.append(int(archived))
+    if public is not None:
+        sets.append("public = ?")
+        params.append(int(public))
+    if not sets:
+        return workspace
+    guard = ""
+    if name is not None or description is not None:
+        # Unarchiving in the same patch lifts the read-only rule for it.
+        guard = "" if archived is False else " AND archived = 0"
+    try:
+        changed = await db.execute(
+            f"UPDATE workspaces SET {', '.join(sets)}, modified = ? WHERE id = ?{guard}",
+            (*params, now(), workspace.id),
+        )
+    except sqlite3.IntegrityError:
+        raise Conflict(f"workspace name {workspace.org.name}/{name} is already in use") from None
+    if changed == 0:
+        current = await get_workspace(db, workspace.id)
+        if current.archived:
+            raise Forbidden(f"workspace {current.full_name} is archived (unarchive it first)")
+    return await get_workspace(db, workspace.id)
+
+
+async def transfer_images(db: Database, workspace: Workspace, image_ids: list[str]) -> int:
+    """Move images into `workspace`, all or none; returns how many moved.
+
+    Neither the target nor any source workspace may be archived: that is checked in the
+    transaction that moves, so an archive that lands first wins.
+    """
+    if not image_ids:
+        return 0
+    marks = ",".join("?" * len(image_ids))
+    async with db.transaction() as conn:
+        target = await conn.execute_fetchall(
+            "SELECT archived FROM workspaces WHERE id = ?", (workspace.id,)
+        )
+        rows = list(target)
+        if not rows:
+            raise NotFound(f"workspace {workspace.id!r} not found")
+        if rows[0][0]:
+            raise Forbidden(f"workspace {workspace.full_name} is archived")
+        archived_sources = await conn.execute_fetchall(
+            "SELECT i.id FROM images i JOIN workspaces w ON w.id = i.workspace_id"
+            f" WHERE i.id IN ({marks}) AND w.archived = 1",
+            image_ids,
+        )
+        stuck = [row[0] for row in archived_sources]
+        if stuck:
+            raise Forbidden(f"image {stuck[0]} is in an archived workspace")
+        cursor = await conn.execute(
+            f"UPDATE images SET workspace_id = ? WHERE id IN ({marks})",
+            (workspace.id, *image_ids),
+        )
+        moved = cursor.rowcount
+        await conn.execute("UPDATE workspaces SET modified = ? WHERE id = ?", (now(), workspace.id))
+    return moved

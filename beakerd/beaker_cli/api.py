@@ -20,6 +20,7 @@ from beakerd.beaker_cli.models import (
     Page,
     Token,
     Workspace,
+    WorkspacePermissions,
 )
 
 USER_AGENT = "beakerd-beaker-cli/0.1"
@@ -165,6 +166,67 @@ class BeakerApi:
             raise NotFound(404, f"workspace {ref!r} not found") from e
         return self._parse(Workspace, data, "workspace")
 
+    def resolve_workspace(self, ref: str) -> Workspace:
+        """By ID or full name; a bare name is tried as one of the caller's own org's."""
+        try:
+            return self.workspace(ref)
+        except NotFound:
+            if "/" not in ref:
+                try:
+                    return self.workspace(f"{self.whoami().name}/{ref}")
+                except NotFound:
+                    pass
+            raise NotFound(404, f"workspace {ref!r} not found") from None
+
+    def create_workspace(
+        self, name: str, org: str | None, description: str | None, public: bool
+    ) -> Workspace:
+        body: dict[str, Any] = {"name": name, "public": public}
+        if org:
+            body["org"] = org
+        if description:
+            body["description"] = description
+        try:
+            data = self.request("POST", "/workspaces", body=body)
+        except Conflict as e:
+            full = name if "/" in name else f"{org or self.whoami().name}/{name}"
+            raise Conflict(e.status, f"a workspace named {full!r} already exists") from e
+        return self._parse(Workspace, data, "workspace")
+
+    def list_workspaces(self, org: str | None) -> Iterator[Workspace]:
+        cursor: str | None = FIRST_CURSOR
+        while cursor:
+            query = {"cursor": cursor, **({"org": org} if org else {})}
+            try:
+                data = self.request("GET", "/workspaces", query=query)
+            except NotFound as e:
+                raise NotFound(404, f"organization {org!r} not found") from e
+            page = self._parse(Page, data, "workspace list")
+            for item in page.data:
+                yield self._parse(Workspace, item, "workspace")
+            cursor = page.next_cursor
+
+    def patch_workspace(self, workspace_id: str, patch: Mapping[str, Any]) -> Workspace:
+        try:
+            data = self.request(
+                "PATCH", f"/workspaces/{encode_ref(workspace_id)}", body=dict(patch)
+            )
+        except Conflict as e:
+            raise Conflict(
+                e.status, f"a workspace named {patch.get('name')!r} already exists"
+            ) from e
+        return self._parse(Workspace, data, "workspace")
+
+    def set_workspace_visibility(self, workspace_id: str, public: bool) -> WorkspacePermissions:
+        data = self.request(
+            "PATCH", f"/workspaces/{encode_ref(workspace_id)}/auth", body={"public": public}
+        )
+        return self._parse(WorkspacePermissions, data, "workspace permissions")
+
+    def transfer_images(self, workspace_id: str, image_ids: list[str]) -> None:
+        path = f"/workspaces/{encode_ref(workspace_id)}/transfer"
+        self.request("POST", path, body={"ids": image_ids})
+
     def workspace_images(self, workspace_id: str) -> Iterator[Image]:
         cursor: str | None = FIRST_CURSOR
         while cursor:
@@ -226,8 +288,31 @@ class BeakerApi:
         return self._parse(ImageRepository, data, "image repository")
 
     def patch_image(self, image_id: str, patch: Mapping[str, Any]) -> Image:
-        data = self.request("PATCH", f"/images/{encode_ref(image_id)}", body=dict(patch))
+        try:
+            data = self.request("PATCH", f"/images/{encode_ref(image_id)}", body=dict(patch))
+        except Conflict as e:
+            raise Conflict(e.status, f"an image named {patch.get('name')!r} already exists") from e
         return self._parse(Image, data, "image")
+
+    def search_images(
+        self,
+        filters: list[dict[str, Any]],
+        sorts: list[dict[str, str]],
+        page_size: int = 100,
+    ) -> Iterator[Image]:
+        """POST /images/search, as the Go client sends it, page after page until a short one."""
+        body = {"filterClauses": filters, "sortClauses": sorts}
+        page = 0
+        while True:
+            query = {"page": str(page), "limit": str(page_size)}
+            data = self.request("POST", "/images/search", query=query, body=body)
+            if not isinstance(data, list):
+                raise CliError("the server sent a malformed image search answer")
+            for item in data:
+                yield self._parse(Image, item, "image")
+            if len(data) < page_size:
+                return
+            page += 1
 
     def delete_image(self, image_id: str) -> None:
         self.request("DELETE", f"/images/{encode_ref(image_id)}")

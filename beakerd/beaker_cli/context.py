@@ -14,11 +14,15 @@ from beakerd.beaker_cli import config as config_module
 from beakerd.beaker_cli.api import BeakerApi
 from beakerd.beaker_cli.config import Config
 from beakerd.beaker_cli.docker_engine import DockerEngine
+from beakerd.beaker_cli.output import Output
 
 
 class Context:
-    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, environ: Mapping[str, str] | None = None, output: Output | None = None
+    ) -> None:
         self.environ: Mapping[str, str] = os.environ if environ is None else environ
+        self.out = output or Output()
 
     @cached_property
     def config(self) -> Config:

@@ -12,7 +12,8 @@ import docker.errors
 from beakerd.beaker_cli.errors import CliError
 from beakerd.beaker_cli.models import RepositoryAuth
 
-Progress = Callable[[str], None]
+# Receives each JSON message of a push or pull stream that is not an error.
+Observer = Callable[[Mapping[str, Any]], None]
 
 
 def auth_config(auth: RepositoryAuth) -> dict[str, str]:
@@ -51,15 +52,13 @@ def stream_error(message: Mapping[str, Any]) -> str | None:
     return None
 
 
-def follow(stream: Iterable[Mapping[str, Any]], show: Progress) -> None:
-    """Print a push/pull stream as docker does; stop with the engine's error if it reports one."""
+def follow(stream: Iterable[Mapping[str, Any]], observe: Observer) -> None:
+    """Hand each message of a push/pull stream on; stop with the engine's error if it has one."""
     for message in stream:
         error = stream_error(message)
         if error is not None:
             raise CliError(error)
-        line = progress_line(message)
-        if line is not None:
-            show(line)
+        observe(message)
 
 
 class DockerEngine:
@@ -92,6 +91,14 @@ class DockerEngine:
         except docker.errors.DockerException:
             return []
 
+    def has_reference(self, reference: str) -> bool:
+        """Whether the engine already holds `repo:tag` (a name the user may be relying on)."""
+        try:
+            self.client.images.get(reference)
+        except docker.errors.DockerException:
+            return False
+        return True
+
     def tag(self, image: str, repository: str, tag: str = "latest") -> None:
         try:
             self.client.api.tag(image, repository, tag)
@@ -107,21 +114,21 @@ class DockerEngine:
         except docker.errors.DockerException:
             pass  # tidying up only: the image itself is where the user wants it
 
-    def push(self, repository: str, auth: RepositoryAuth, show: Progress) -> None:
+    def push(self, repository: str, auth: RepositoryAuth, observe: Observer) -> None:
         try:
             stream = self.client.api.push(
                 repository, tag="latest", stream=True, decode=True, auth_config=auth_config(auth)
             )
-            follow(_messages(stream), show)
+            follow(_messages(stream), observe)
         except docker.errors.DockerException as e:
             raise CliError(f"push failed: {_short(e)}") from None
 
-    def pull(self, repository: str, auth: RepositoryAuth, show: Progress) -> None:
+    def pull(self, repository: str, auth: RepositoryAuth, observe: Observer) -> None:
         try:
             stream = self.client.api.pull(
                 repository, tag="latest", stream=True, decode=True, auth_config=auth_config(auth)
             )
-            follow(_messages(stream), show)
+            follow(_messages(stream), observe)
         except docker.errors.DockerException as e:
             raise CliError(f"pull failed: {_short(e)}") from None
 

@@ -68,10 +68,26 @@ class ImageRepository(WireModel):
     auth: RepositoryAuth
 
 
+class WorkspaceSize(WireModel):
+    images: int = 0
+
+
 class Workspace(WireModel):
     id: str
     name: str | None = None
     full_name: str | None = None
+    description: str | None = None
+    author: Account | None = None
+    created: str | None = None
+    modified: str | None = None
+    archived: bool = False
+    public: bool = False
+    size: WorkspaceSize | None = None
+
+
+class WorkspacePermissions(WireModel):
+    requester_auth: str | None = None
+    public: bool = False
 
 
 class Page(WireModel):

@@ -1,4 +1,4 @@
-"""`beakerd account add` and `beakerd token create|list|revoke`: accounts from the shell.
+"""`beakerd account add|list|disable|promote` and `beakerd token create|list|revoke`.
 
 They work on the data folder directly, whether or not the server runs (SQLite in WAL mode takes
 both); a revocation bumps the shared change counter, so a running server drops the token's
@@ -14,10 +14,20 @@ from collections.abc import Awaitable, Callable
 
 from beakerd.commands.datadir import open_database
 from beakerd.settings import Settings
-from metadata.accounts import create_account, issue_token, list_tokens, revoke_token
+from metadata.accounts import (
+    DEFAULT_WORKSPACE,
+    create_account,
+    issue_token,
+    list_accounts,
+    list_tokens,
+    revoke_all_tokens,
+    revoke_token,
+    set_admin,
+)
 from metadata.errors import MetadataError
 from metadata.ids import rfc3339
 from metadata.schema import MIGRATIONS as METADATA_MIGRATIONS
+from metadata.workspaces import find_workspace
 from storage.database import Database
 from storage.generation import Generation
 
@@ -31,6 +41,17 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add.add_argument("name")
     add.add_argument("--admin", action="store_true", help="may read, push and delete anything")
     add.set_defaults(run=_runner(_add_account))
+    listing = account_actions.add_parser("list", help="list accounts")
+    listing.set_defaults(run=_runner(_list_accounts))
+    disable = account_actions.add_parser(
+        "disable", help="revoke all of an account's tokens at once (a new token enables it)"
+    )
+    disable.add_argument("name")
+    disable.set_defaults(run=_runner(_disable_account))
+    promote = account_actions.add_parser("promote", help="make an account an admin")
+    promote.add_argument("name")
+    promote.add_argument("--revoke", action="store_true", help="take admin rights away instead")
+    promote.set_defaults(run=_runner(_promote_account))
 
     token = commands.add_parser("token", help="manage API tokens")
     token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -63,12 +84,40 @@ async def _with_database(settings: Settings, args: argparse.Namespace, action: A
         return await action(db, args, settings)
 
 
-async def _add_account(db: Database, args: argparse.Namespace, _: Settings) -> int:
+async def _add_account(db: Database, args: argparse.Namespace, settings: Settings) -> int:
     account, secret = await create_account(db, args.name, admin=args.admin)
     kind = "admin account" if account.admin else "account"
     print(f"created {kind} {account.name} ({account.id})")
+    # The personal org (and its workspace) is only made when no org had the name already.
+    workspace = await find_workspace(db, f"{account.name}/{DEFAULT_WORKSPACE}")
+    if workspace is not None and workspace.author.id == account.id:
+        print(f"created workspace {workspace.full_name} ({workspace.id})")
     print(f"API token: {secret}")
-    print(f"log in with: docker login HOST:PORT -u {account.name} -p {secret}")
+    print(f"log in with: docker login {settings.registry_address} -u {account.name} -p {secret}")
+    return 0
+
+
+async def _list_accounts(db: Database, args: argparse.Namespace, _: Settings) -> int:
+    live = {info.account_name for info in await list_tokens(db) if info.revoked is None}
+    for account in await list_accounts(db):
+        role = "admin" if account.admin else "user"
+        state = "active" if account.name in live else "disabled"
+        print(f"{account.id}\t{account.name}\t{role}\t{state}\t{rfc3339(account.created)}")
+    return 0
+
+
+async def _disable_account(db: Database, args: argparse.Namespace, settings: Settings) -> int:
+    revoked = await revoke_all_tokens(db, args.name)
+    # A running server drops registry credentials minted from those tokens at once.
+    Generation(settings.data_dir / "generation").bump()
+    print(f"disabled {args.name}: revoked {revoked} token{'' if revoked == 1 else 's'}")
+    return 0
+
+
+async def _promote_account(db: Database, args: argparse.Namespace, settings: Settings) -> int:
+    account = await set_admin(db, args.name, not args.revoke)
+    Generation(settings.data_dir / "generation").bump()
+    print(f"{account.name} is {'now an admin' if account.admin else 'no longer an admin'}")
     return 0
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from beakerd.beaker_cli import cli
-from beakerd.beaker_cli.docker_engine import DockerEngine, Progress
+from beakerd.beaker_cli.docker_engine import DockerEngine, Observer
 from beakerd.beaker_cli.errors import CliError
 from beakerd.beaker_cli.models import RepositoryAuth
 from tests.cli.fake_api import ALICE, FakeApi, Request, image
@@ -28,6 +28,9 @@ class FakeEngine(DockerEngine):
     def __init__(self, push_error: str | None = None) -> None:
         self.push_error = push_error
         self.calls: list[str] = []
+        self.references: set[str] = set()
+        # What the engine's push stream says, message by message.
+        self.push_messages: list[dict[str, Any]] = [{"id": "abc", "status": "Pushed"}]
 
     def image_id(self, reference: str) -> str:
         if reference != "hello":
@@ -40,15 +43,19 @@ class FakeEngine(DockerEngine):
     def untag(self, reference: str) -> None:
         self.calls.append(f"untag {reference}")
 
-    def push(self, repository: str, auth: RepositoryAuth, show: Progress) -> None:
+    def has_reference(self, reference: str) -> bool:
+        return reference in self.references
+
+    def push(self, repository: str, auth: RepositoryAuth, observe: Observer) -> None:
         self.calls.append(f"push {repository} as {auth.user}")
-        show("abc: Pushed")
+        for message in self.push_messages:
+            observe(message)
         if self.push_error:
             raise CliError(self.push_error)
 
-    def pull(self, repository: str, auth: RepositoryAuth, show: Progress) -> None:
+    def pull(self, repository: str, auth: RepositoryAuth, observe: Observer) -> None:
         self.calls.append(f"pull {repository}")
-        show("latest: Pulling from r1")
+        observe({"id": "latest", "status": "Pulling from r1"})
 
 
 @pytest.fixture
@@ -180,7 +187,8 @@ def test_pull_with_a_tag_retags_and_drops_the_internal_tag(
     code, out, _ = beaker(capsys, "image", "pull", "alice/hello", "friendly-name")
     assert code == 0
     assert out.splitlines() == [
-        "Pulling 127.0.0.1:5000/r1 ...", "latest: Pulling from r1", "Done.",
+        "Pulling 127.0.0.1:5000/r1 ...", "latest: Pulling from r1",
+        "Tagged friendly-name:latest.", "Done.",
     ]  # fmt: skip
     assert engine.calls == [
         "pull 127.0.0.1:5000/r1",
@@ -189,6 +197,40 @@ def test_pull_with_a_tag_retags_and_drops_the_internal_tag(
     ]
     repo_request = next(r for r in configured.requests if r.path.endswith("/repository"))
     assert repo_request.query == {}
+
+
+def test_pull_with_a_tag_keeps_an_internal_tag_an_earlier_pull_made(
+    configured: FakeApi, engine: FakeEngine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configured.on("GET", "/images/alice%2Fhello", 200, image())
+    configured.on("GET", "/images/bp_abcdefghijkl/repository", 200, REPO)
+    engine.references.add("127.0.0.1:5000/r1:latest")
+    assert beaker(capsys, "image", "pull", "alice/hello", "friendly-name:v1")[0] == 0
+    assert engine.calls == [
+        "pull 127.0.0.1:5000/r1",
+        "tag 127.0.0.1:5000/r1:latest friendly-name:v1",
+    ]
+
+
+def test_plain_pull_output_is_the_seeds_and_keeps_the_internal_tag(
+    configured: FakeApi, engine: FakeEngine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configured.on("GET", "/images/alice%2Fhello", 200, image())
+    configured.on("GET", "/images/bp_abcdefghijkl/repository", 200, REPO)
+    _, out, _ = beaker(capsys, "image", "pull", "alice/hello")
+    assert out.splitlines() == [
+        "Pulling 127.0.0.1:5000/r1 ...", "latest: Pulling from r1", "Done.",
+    ]  # fmt: skip
+    assert engine.calls == ["pull 127.0.0.1:5000/r1"]
+
+
+def test_quiet_pull_prints_only_the_tag_it_set(
+    configured: FakeApi, engine: FakeEngine, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configured.on("GET", "/images/alice%2Fhello", 200, image())
+    configured.on("GET", "/images/bp_abcdefghijkl/repository", 200, REPO)
+    _, out, _ = beaker(capsys, "-q", "image", "pull", "alice/hello", "friendly-name")
+    assert out == "friendly-name:latest\n"
 
 
 def test_pull_of_an_uncommitted_image_is_refused(
@@ -217,15 +259,22 @@ def test_rename_and_delete_act_on_the_resolved_id(
     assert "DELETE /api/v3/images/bp_abcdefghijkl" in configured.calls()
 
 
-def test_list_shows_the_default_workspaces_images(
+def test_list_searches_the_default_workspaces_images(
     configured: FakeApi, capsys: pytest.CaptureFixture[str]
 ) -> None:
     configured.on("GET", "/workspaces/alice%2Fdefault", 200, {"id": "ws_1"})
-    configured.on("GET", "/workspaces/ws_1/images", 200, {"data": [image()]})
+    configured.on("POST", "/images/search", 200, [image(size=1536)])
     code, out, _ = beaker(capsys, "image", "list")
     assert code == 0
-    assert out.splitlines()[0].split() == ["ID", "NAME", "AUTHOR", "CREATED", "COMMITTED"]
-    assert out.splitlines()[1].split()[:3] == ["bp_abcdefghijkl", "alice/hello", "alice"]
+    header, row = out.splitlines()
+    assert header.split() == ["ID", "NAME", "AUTHOR", "CREATED", "SIZE", "DESCRIPTION"]
+    assert row.split()[:3] == ["bp_abcdefghijkl", "alice/hello", "alice"]
+    assert "2024-01-02" in row and "1.5 KiB" in row and row.endswith("says hi")
+    search = next(r for r in configured.requests if r.method == "POST")
+    assert search.body == {
+        "filterClauses": [{"field": "workspace", "operator": "eq", "value": "ws_1"}],
+        "sortClauses": [{"field": "created", "order": "descending"}],
+    }
 
 
 @pytest.mark.parametrize(

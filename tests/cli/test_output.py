@@ -15,11 +15,12 @@ from beakerd.beaker_cli.output import image_json, table, to_json
 from tests.cli.fake_api import image
 
 
-def test_inspect_json_has_the_seeds_keys_in_the_seeds_order() -> None:
+def test_inspect_json_has_the_seeds_keys_in_the_seeds_order_then_the_workspace() -> None:
     shown = image_json(Image.model_validate(image()))
     assert list(shown) == [
-        "id", "user", "name", "created", "committed", "original_tag", "description",
+        "id", "user", "name", "created", "committed", "original_tag", "description", "workspace",
     ]  # fmt: skip
+    assert shown["workspace"] == "alice/default"
     assert shown["user"] == {"id": "us_alice0000001", "name": "alice", "display_name": "Alice A."}
     assert shown["original_tag"] == "hello"
 
@@ -27,7 +28,7 @@ def test_inspect_json_has_the_seeds_keys_in_the_seeds_order() -> None:
 def test_inspect_json_adds_narrative_digest_and_size_when_present() -> None:
     data = image(narrative="# Hi", digest="sha256:" + "a" * 64, size=940)
     shown = image_json(Image.model_validate(data))
-    assert list(shown)[-3:] == ["narrative", "digest", "size"]
+    assert list(shown)[-4:] == ["narrative", "digest", "size", "workspace"]
     assert shown["size"] == 940
 
 
@@ -66,7 +67,7 @@ def test_progress_lines_match_docker_off_a_terminal(message: dict[str, object], 
 
 
 def test_an_error_entry_in_the_stream_stops_with_its_message() -> None:
-    shown: list[str] = []
+    shown: list[Any] = []
     stream: list[dict[str, Any]] = [
         {"status": "Preparing", "id": "abc"},
         {"errorDetail": {"message": "denied: repository is read-only"}, "error": "denied"},
@@ -74,7 +75,7 @@ def test_an_error_entry_in_the_stream_stops_with_its_message() -> None:
     ]
     with pytest.raises(CliError, match="denied: repository is read-only"):
         follow(stream, shown.append)
-    assert shown == ["abc: Preparing"]
+    assert shown == [{"status": "Preparing", "id": "abc"}]
 
 
 @pytest.mark.parametrize(

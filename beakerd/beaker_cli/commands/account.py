@@ -23,7 +23,6 @@ def add_parser(commands: Commands) -> None:
     verbs = account.add_subparsers(dest="verb", required=True, metavar="COMMAND")
 
     whoami = verbs.add_parser("whoami", help="show the account the configured token belongs to")
-    whoami.add_argument("--format", choices=("table", "json"), default="table")
     whoami.set_defaults(run=whoami_command)
 
     token = verbs.add_parser("token", help="manage your API tokens")
@@ -31,11 +30,9 @@ def add_parser(commands: Commands) -> None:
 
     create = token_verbs.add_parser("create", help="make a new API token (shown once)")
     create.add_argument("--description", "-d", help="a label to tell the token apart")
-    create.add_argument("--format", choices=("text", "json"), default="text")
     create.set_defaults(run=create_token)
 
     listing = token_verbs.add_parser("list", help="list your API tokens (never their secrets)")
-    listing.add_argument("--format", choices=("table", "json"), default="table")
     listing.set_defaults(run=list_tokens)
 
     revoke = token_verbs.add_parser("revoke", help="revoke one of your API tokens")
@@ -45,32 +42,39 @@ def add_parser(commands: Commands) -> None:
 
 def whoami_command(args: argparse.Namespace, ctx: Context) -> None:
     me = ctx.api.whoami()
-    if args.format == "json":
-        say(to_json(account_json(me)))
-    else:
-        say(table(("ID", "NAME", "DISPLAY NAME"), [[me.id, me.name, me.display_name or ""]]))
+    ctx.out.result(
+        data=account_json(me),
+        text=table(("ID", "NAME", "DISPLAY NAME"), [[me.id, me.name, me.display_name or ""]]),
+        ids=[me.name],
+    )
 
 
 def create_token(args: argparse.Namespace, ctx: Context) -> None:
     token = ctx.api.create_token(args.description)
     if not token.token:
         raise CliError("the server created a token but did not send its secret")
-    if args.format == "json":
+    if ctx.out.json:
         say(to_json(token.model_dump(exclude_none=True)))
         return
     # The secret alone on stdout, so that `TOKEN=$(beaker account token create)` works.
     say(token.token)
-    warn(f"Created token {token.id}; store it now: it is not shown again.")
+    if not ctx.out.quiet:
+        warn(f"Created token {token.id}; store it now: it is not shown again.")
 
 
 def list_tokens(args: argparse.Namespace, ctx: Context) -> None:
     tokens = ctx.api.list_tokens()
-    if args.format == "json":
-        say(to_json([t.model_dump(exclude_none=True, exclude={"token"}) for t in tokens]))
-    else:
-        say(table(TOKEN_HEADERS, token_rows(tokens)))
+    ctx.out.result(
+        data=[t.model_dump(exclude_none=True, exclude={"token"}) for t in tokens],
+        text=table(TOKEN_HEADERS, token_rows(tokens)),
+        ids=[t.id for t in tokens],
+    )
 
 
 def revoke_token(args: argparse.Namespace, ctx: Context) -> None:
     ctx.api.revoke_token(args.token_id)
-    say(f"Revoked token {args.token_id}.")
+    ctx.out.result(
+        data={"id": args.token_id, "revoked": True},
+        text=f"Revoked token {args.token_id}.",
+        ids=[args.token_id],
+    )

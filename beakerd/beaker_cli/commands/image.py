@@ -1,9 +1,10 @@
-"""`beaker image create|inspect|pull|rename|delete|list`."""
+"""`beaker image create|commit|get|inspect|update|pull|rename|delete|list`."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from beakerd.beaker_cli.context import Context
 from beakerd.beaker_cli.errors import CliError
@@ -17,7 +18,10 @@ from beakerd.beaker_cli.output import (
     to_json,
     warn,
 )
-from beakerd.beaker_cli.parsing import Commands
+from beakerd.beaker_cli.parsing import USAGE_ERROR, Commands
+from beakerd.beaker_cli.progress import display_for
+
+REF_HELP = "image ID, full name AUTHOR/NAME, or one of your own images by NAME"
 
 
 def add_parser(commands: Commands) -> None:
@@ -29,35 +33,55 @@ def add_parser(commands: Commands) -> None:
     create.add_argument("--description", "-d", help="a one-line description")
     create.add_argument("--narrative", metavar="FILE.md", help="a markdown file describing it")
     create.add_argument("--workspace", "-w", help="workspace (ID or ORG/NAME) to create it in")
-    create.add_argument("docker_image", metavar="DOCKER_IMAGE", help="local Docker image or ID")
+    create.add_argument(
+        "--no-commit", action="store_true",
+        help="push but leave the image uncommitted (commit it later with 'beaker image commit')",
+    )  # fmt: skip
+    create.add_argument("docker_image", metavar="IMAGE", help="local Docker image or ID")
     create.set_defaults(run=create_image)
 
-    inspect = verbs.add_parser("inspect", help="show images' metadata as JSON")
-    inspect.add_argument("refs", nargs="+", metavar="IMAGE", help="image ID or full name")
-    inspect.set_defaults(run=inspect_images)
+    commit = verbs.add_parser("commit", help="commit a pushed image: its content is then fixed")
+    commit.add_argument("ref", metavar="IMAGE", help=REF_HELP)
+    commit.set_defaults(run=commit_image)
+
+    get = verbs.add_parser("get", aliases=["inspect"], help="show images' metadata as JSON")
+    get.add_argument("refs", nargs="+", metavar="IMAGE", help=REF_HELP)
+    get.set_defaults(run=inspect_images)
+
+    update = verbs.add_parser("update", help="change an image's description or narrative")
+    update.add_argument("ref", metavar="IMAGE", help=REF_HELP)
+    update.add_argument("--description", "-d", help="the new one-line description")
+    update.add_argument("--narrative", metavar="FILE.md", help="a markdown file describing it")
+    update.set_defaults(run=update_image)
 
     pull = verbs.add_parser("pull", help="pull an image into the local Docker engine")
-    pull.add_argument("ref", metavar="IMAGE", help="image ID or full name")
+    pull.add_argument("ref", metavar="IMAGE", help=REF_HELP)
     pull.add_argument("tag", nargs="?", metavar="TAG", help="local tag to give it")
     pull.set_defaults(run=pull_image)
 
     rename = verbs.add_parser("rename", help="give an image a new name (its ID stays)")
-    rename.add_argument("ref", metavar="IMAGE", help="image ID or full name")
+    rename.add_argument("ref", metavar="IMAGE", help=REF_HELP)
     rename.add_argument("name", metavar="NAME", help="the new name")
     rename.set_defaults(run=rename_image)
 
     delete = verbs.add_parser("delete", help="delete an image")
-    delete.add_argument("ref", metavar="IMAGE", help="image ID or full name")
+    delete.add_argument("ref", metavar="IMAGE", help=REF_HELP)
     delete.set_defaults(run=delete_image)
 
-    listing = verbs.add_parser("list", help="list the images of a workspace")
+    listing = verbs.add_parser("list", help="list images, newest first")
     listing.add_argument("--workspace", "-w", help="workspace (default: default_workspace)")
-    listing.add_argument("--format", choices=("table", "json"), default="table")
+    listing.add_argument("--author", "-a", help="only images of this account (name or ID)")
+    listing.add_argument("--text", "-t", help="only images whose name contains this text")
+    listing.add_argument("--sort", choices=("created", "name"), default="created")
     listing.set_defaults(run=list_images)
 
 
 def display_name(image: Image) -> str:
     return image.full_name or image.name or image.id
+
+
+def label(image: Image) -> str:
+    return f"{display_name(image)} ({image.id})"
 
 
 def split_tag(reference: str) -> tuple[str, str]:
@@ -69,49 +93,60 @@ def split_tag(reference: str) -> tuple[str, str]:
     return reference, "latest"
 
 
-def _workspace_id(ctx: Context, given: str | None) -> str | None:
+def read_narrative(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        return Path(path).read_text()
+    except OSError as e:
+        raise CliError(f"cannot read narrative {path}: {e.strerror or e}") from None
+
+
+def workspace_id(ctx: Context, given: str | None) -> str | None:
     ref = given or ctx.config.default_workspace
     if not ref:
         return None
-    return ctx.api.workspace(ref).id
+    return ctx.api.resolve_workspace(ref).id
 
 
 def create_image(args: argparse.Namespace, ctx: Context) -> None:
-    narrative = None
-    if args.narrative:
-        try:
-            narrative = Path(args.narrative).read_text()
-        except OSError as e:
-            raise CliError(f"cannot read narrative {args.narrative}: {e.strerror or e}") from None
+    narrative = read_narrative(args.narrative)
     api = ctx.api
     engine = ctx.engine
     local_id = engine.image_id(args.docker_image)
-    workspace_id = _workspace_id(ctx, args.workspace)
     image = api.create_image(
         name=args.name,
-        workspace_id=workspace_id,
+        workspace_id=workspace_id(ctx, args.workspace),
         image_id=local_id,
         image_tag=args.docker_image,
         description=args.description,
         narrative=narrative,
     )
-    label = f"{image.name} ({image.id})" if image.name else image.id
-    say(f"Pushing {args.docker_image} as {label}...")
+    shown = f"{image.name} ({image.id})" if image.name else image.id
+    ctx.out.info(f"Pushing {args.docker_image} as {shown}...")
     try:
         repo = api.image_repository(image.id, upload=True)
         engine.tag(local_id, repo.image_tag, "latest")
+        display = display_for("push", silent=ctx.out.silent, show=say)
         try:
-            engine.push(repo.image_tag, repo.auth, say)
+            engine.push(repo.image_tag, repo.auth, display)
+        except BaseException:
+            display.close(finished=False)
+            raise
         finally:
             engine.untag(f"{repo.image_tag}:latest")
-        api.patch_image(image.id, {"commit": True})
+        display.close()
+        if not args.no_commit:
+            image = api.patch_image(image.id, {"commit": True})
     except BaseException as e:
         # An image that never got its content is of no use to anyone: take it back.
         _discard(ctx, image)
         if isinstance(e, CliError):
             raise CliError(f"{e.message} (image {image.id} was deleted)", e.exit_code) from None
         raise
-    say("Done.")
+    if args.no_commit:
+        ctx.out.info(f"Not committed: run 'beaker image commit {image.id}' to commit it.")
+    ctx.out.result(data=image_json(image), text="Done.", ids=[image.id])
 
 
 def _discard(ctx: Context, image: Image) -> None:
@@ -121,48 +156,114 @@ def _discard(ctx: Context, image: Image) -> None:
         warn(f"Warning: could not delete the unfinished image {image.id}: {e.message}")
 
 
+def commit_image(args: argparse.Namespace, ctx: Context) -> None:
+    image = ctx.api.resolve_image(args.ref)
+    committed = ctx.api.patch_image(image.id, {"commit": True})
+    ctx.out.result(
+        data=image_json(committed), text=f"Committed {label(committed)}.", ids=[committed.id]
+    )
+
+
 def inspect_images(args: argparse.Namespace, ctx: Context) -> None:
+    """JSON unless asked otherwise: the seed's `inspect` output is its human form too."""
     images = [ctx.api.resolve_image(ref) for ref in args.refs]
-    say(to_json([image_json(image) for image in images]))
+    if ctx.out.quiet:
+        for image in images:
+            say(image.id)
+    elif ctx.out.format in {"table", "text"}:
+        say(table(IMAGE_HEADERS, image_rows(images)))
+    else:
+        say(to_json([image_json(image) for image in images]))
+
+
+def update_image(args: argparse.Namespace, ctx: Context) -> None:
+    patch: dict[str, Any] = {}
+    if args.description is not None:
+        patch["description"] = args.description
+    narrative = read_narrative(args.narrative)
+    if narrative is not None:
+        patch["narrative"] = narrative
+    if not patch:
+        raise CliError("nothing to update: give --description or --narrative", USAGE_ERROR)
+    image = ctx.api.resolve_image(args.ref)
+    updated = ctx.api.patch_image(image.id, patch)
+    ctx.out.result(data=image_json(updated), text=f"Updated {label(updated)}.", ids=[updated.id])
 
 
 def pull_image(args: argparse.Namespace, ctx: Context) -> None:
     image = ctx.api.resolve_image(args.ref)
     if not image.committed:
-        raise CliError(f"image {display_name(image)} ({image.id}) is not committed yet")
+        raise CliError(f"image {label(image)} is not committed yet")
     repo = ctx.api.image_repository(image.id)
     engine = ctx.engine
-    say(f"Pulling {repo.image_tag} ...")
-    engine.pull(repo.image_tag, repo.auth, say)
+    internal = f"{repo.image_tag}:latest"
+    # A plain pull before this one made the internal tag: it is the user's now, and stays.
+    had_internal = engine.has_reference(internal)
+    ctx.out.info(f"Pulling {repo.image_tag} ...")
+    display = display_for("pull", silent=ctx.out.silent, show=say)
+    try:
+        engine.pull(repo.image_tag, repo.auth, display)
+    except BaseException:
+        display.close(finished=False)
+        raise
+    display.close()
+    tag = internal
     if args.tag:
-        repository, tag = split_tag(args.tag)
-        engine.tag(f"{repo.image_tag}:latest", repository, tag)
-        engine.untag(f"{repo.image_tag}:latest")
-    say("Done.")
+        repository, version = split_tag(args.tag)
+        engine.tag(internal, repository, version)
+        tag = f"{repository}:{version}"
+        if not had_internal:
+            engine.untag(internal)
+        ctx.out.info(f"Tagged {tag}.")
+    ctx.out.result(data={"id": image.id, "tag": tag}, text="Done.", ids=[tag])
 
 
 def rename_image(args: argparse.Namespace, ctx: Context) -> None:
     image = ctx.api.resolve_image(args.ref)
     renamed = ctx.api.patch_image(image.id, {"name": args.name})
-    say(f"Renamed {display_name(image)} to {display_name(renamed)} ({renamed.id}).")
+    ctx.out.result(
+        data=image_json(renamed),
+        text=f"Renamed {display_name(image)} to {label(renamed)}.",
+        ids=[renamed.id],
+    )
 
 
 def delete_image(args: argparse.Namespace, ctx: Context) -> None:
     image = ctx.api.resolve_image(args.ref)
     ctx.api.delete_image(image.id)
-    say(f"Deleted {display_name(image)} ({image.id}).")
+    ctx.out.result(
+        data={"id": image.id, "deleted": True}, text=f"Deleted {label(image)}.", ids=[image.id]
+    )
+
+
+def search_clauses(
+    ctx: Context, *, workspace: str | None, author: str | None, text: str | None, sort: str
+) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """The Go client's filter and sort clauses for a listing."""
+    filters: list[dict[str, Any]] = []
+    if workspace:
+        ws = ctx.api.resolve_workspace(workspace)
+        filters.append({"field": "workspace", "operator": "eq", "value": ws.id})
+    if author:
+        filters.append({"field": "author", "operator": "eq", "value": author})
+    if text:
+        filters.append({"field": "name", "operator": "ctn", "value": text})
+    order = "descending" if sort == "created" else "ascending"
+    return filters, [{"field": sort, "order": order}]
+
+
+def show_images(ctx: Context, images: list[Image]) -> None:
+    ctx.out.result(
+        data=[image_json(image) for image in images],
+        text=table(IMAGE_HEADERS, image_rows(images)),
+        ids=[image.id for image in images],
+    )
 
 
 def list_images(args: argparse.Namespace, ctx: Context) -> None:
-    ref = args.workspace or ctx.config.default_workspace
-    if not ref:
-        raise CliError(
-            "no workspace given: pass --workspace ORG/NAME or run "
-            "'beaker config set default_workspace ORG/NAME'"
-        )
-    workspace = ctx.api.workspace(ref)
-    images = list(ctx.api.workspace_images(workspace.id))
-    if args.format == "json":
-        say(to_json([image_json(image) for image in images]))
-    else:
-        say(table(IMAGE_HEADERS, image_rows(images)))
+    """Images of a workspace (the default one unless given), or of every workspace one sees."""
+    filters, sorts = search_clauses(
+        ctx, workspace=args.workspace or ctx.config.default_workspace, author=args.author,
+        text=args.text, sort=args.sort,
+    )  # fmt: skip
+    show_images(ctx, list(ctx.api.search_images(filters, sorts)))
