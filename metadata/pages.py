@@ -6,7 +6,8 @@ listens more widely behind something that authenticates if image names are secre
 
 Everything printed is escaped; the narrative is markdown rendered with raw HTML disabled (so
 HTML in it comes out as text), and the Content-Security-Policy forbids scripts and remote
-content in any case.
+content in any case. No page may be framed by another site (CSP `frame-ancestors` and
+X-Frame-Options for older browsers), and no page sends a Referer onwards.
 """
 
 from __future__ import annotations
@@ -23,7 +24,14 @@ from metadata.models import image_tag
 from metadata.records import Image
 from storage.sizes import human_bytes
 
-CSP = "default-src 'none'; style-src 'unsafe-inline'"
+CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+# Every page, the 404 included: no framing (clickjacking), no Referer leaking image IDs.
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 INDEX_PAGE = 100
 _markdown = MarkdownIt("commonmark", {"html": False})
 
@@ -55,7 +63,7 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
     )
     return web.Response(
         text=document, status=status, content_type="text/html",
-        headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"},
+        headers=PAGE_HEADERS,
     )  # fmt: skip
 
 
