@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from metadata.accounts import account_for_token
 from metadata.context import METADATA, MetadataContext
-from metadata.errors import Invalid, MetadataError, NotFound, RequestTimeout, Unauthorized
+from metadata.errors import Invalid, MetadataError, NotFound, Unauthorized
 from metadata.models import ErrorBody, WireModel
 from metadata.records import Account
 from registry.access import ACCOUNT_NAME
@@ -53,11 +53,20 @@ class Call:
         return self.request.query.get(name)
 
     async def body(self, model: type[M]) -> M:
+        """The JSON body as `model`. aiohttp inflates a compressed body as it reads, and
+        enforces the app's client_max_size on the inflated bytes: a gzip bomb ends in 413."""
         try:
             async with asyncio.timeout(read_timeout(self.request)):
                 raw = await self.request.read()
         except TimeoutError:
-            raise RequestTimeout("the request body stalled; send it again") from None
+            raise BodyRefused(408, "the request body stalled; send it again") from None
+        except web.HTTPRequestEntityTooLarge:
+            limit = self.request.client_max_size
+            raise BodyRefused(413, f"the request body exceeds {limit} bytes") from None
+        except web.RequestPayloadError:
+            raise BodyRefused(
+                400, "the request body is malformed (bad encoding or framing)"
+            ) from None
         try:
             data: Any = json.loads(raw) if raw.strip() else {}
         except (ValueError, RecursionError):
@@ -122,6 +131,11 @@ class Router:
             account = await _authenticate(request)
             handler, params = self.match(request.method, path_segments(request.raw_path))
             return await handler(Call(request, account, params, request.app[METADATA]))
+        except BodyRefused as e:
+            response = error_response(e.status, e.message)
+            # Else aiohttp would go on reading (and inflating) the rest, for up to 10 s.
+            response.force_close()
+            return response
         except MetadataError as e:
             return error_response(e.status, e.message)
         except web.HTTPException as e:
@@ -132,6 +146,14 @@ class Router:
 
 class MethodNotAllowed(MetadataError):
     status = 405
+
+
+class BodyRefused(MetadataError):
+    """A body that could not be taken: too large, stalled, or undecodable."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 async def _authenticate(request: web.Request) -> Account:

@@ -23,7 +23,12 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
     if exc.status == 404:
         return error_response(ErrorCode.NAME_UNKNOWN, "no such endpoint", status=404)
     if exc.status == 413:
-        return error_response(ErrorCode.SIZE_INVALID, "request body too large", status=413)
+        return error_response(
+            ErrorCode.SIZE_INVALID,
+            "request body too large",
+            status=413,
+            headers={"Connection": "close"},
+        )
     if exc.status == 416:
         return error_response(
             ErrorCode.BLOB_UPLOAD_INVALID, exc.reason, status=416, headers=dict(exc.headers)
@@ -43,6 +48,14 @@ async def registry_errors(request: web.Request, handler: Handler) -> web.StreamR
         if e.status < 400:
             raise
         response = _from_http_exception(request, e)
+    except web.RequestPayloadError:
+        # aiohttp could not decode the body it was inflating or de-chunking for a handler.
+        response = error_response(
+            ErrorCode.UNSUPPORTED,
+            "the request body is malformed (bad encoding or chunk framing)",
+            status=400,
+            headers={"Connection": "close"},
+        )
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             log.warning("storage full while handling %s %s", request.method, request.path)
@@ -58,5 +71,8 @@ async def registry_errors(request: web.Request, handler: Handler) -> web.StreamR
         # A bug: the client still gets the spec's JSON, and the log gets the traceback.
         log.exception("internal error on %s %s", request.method, request.path)
         response = error_response(ErrorCode.UNSUPPORTED, "internal server error", status=500)
+    if response.headers.get("Connection", "").lower() == "close":
+        # Else aiohttp would go on reading (and inflating) a body nobody wants, for up to 10 s.
+        response.force_close()
     response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
     return response
