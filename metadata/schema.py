@@ -75,4 +75,9 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX images_workspace ON images (workspace_id, created)
     """,
+    # The narrative's HTML, rendered when it is written (metadata/narratives.py); NULL on rows
+    # from before, which their first page view renders and fills.
+    """
+    ALTER TABLE images ADD COLUMN narrative_html TEXT
+    """,
 ]
