@@ -28,6 +28,7 @@ from metadata.models import ErrorBody, WireModel
 from metadata.records import Account
 from registry.access import ACCOUNT_NAME
 from registry.bodies import read_timeout
+from storage.disk_full import disk_full_cause
 
 log = logging.getLogger("beakerd.metadata")
 
@@ -142,6 +143,20 @@ class Router:
             if e.status < 400:
                 raise
             return error_response(e.status, e.reason or "request failed")
+        except ConnectionError:
+            raise  # the client went away: nobody to answer
+        except Exception as e:
+            return _from_exception(request, e)
+
+
+def _from_exception(request: web.Request, error: Exception) -> web.Response:
+    cause = disk_full_cause(error)
+    if cause is not None:
+        log.warning("disk full on %s %s: %s", request.method, request.path, cause)
+        return error_response(507, "the server's disk is full; try again once space is freed")
+    # A bug: the client still gets {"code", "message"}, the log the traceback.
+    log.exception("internal error on %s %s", request.method, request.path)
+    return error_response(500, "internal server error")
 
 
 class MethodNotAllowed(MetadataError):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from registry.errors import ErrorCode, RegistryError, error_response
+from storage.disk_full import disk_full_cause
 
 log = logging.getLogger("beakerd.registry")
 
@@ -36,6 +36,18 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
     return error_response(ErrorCode.UNSUPPORTED, exc.reason, status=exc.status)
 
 
+def _from_exception(request: web.Request, error: Exception) -> web.Response:
+    cause = disk_full_cause(error)
+    if cause is not None:
+        log.warning("disk full on %s %s: %s", request.method, request.path, cause)
+        return error_response(
+            ErrorCode.BLOB_UPLOAD_INVALID, "the registry's disk is full", status=507
+        )
+    # A bug or a failing disk: the client still gets the spec's JSON, the log the traceback.
+    log.exception("internal error on %s %s", request.method, request.path)
+    return error_response(ErrorCode.UNSUPPORTED, "internal server error", status=500)
+
+
 @web.middleware
 async def registry_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     if not request.path.startswith("/v2"):
@@ -56,21 +68,10 @@ async def registry_errors(request: web.Request, handler: Handler) -> web.StreamR
             status=400,
             headers={"Connection": "close"},
         )
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            log.warning("storage full while handling %s %s", request.method, request.path)
-            response = error_response(
-                ErrorCode.BLOB_UPLOAD_INVALID, "the registry's disk is full", status=507
-            )
-        elif isinstance(e, ConnectionError):
-            raise
-        else:
-            log.exception("storage error on %s %s", request.method, request.path)
-            response = error_response(ErrorCode.UNSUPPORTED, "storage error", status=500)
-    except Exception:
-        # A bug: the client still gets the spec's JSON, and the log gets the traceback.
-        log.exception("internal error on %s %s", request.method, request.path)
-        response = error_response(ErrorCode.UNSUPPORTED, "internal server error", status=500)
+    except ConnectionError:
+        raise  # the client went away: nobody to answer
+    except Exception as e:
+        response = _from_exception(request, e)
     if response.headers.get("Connection", "").lower() == "close":
         # Else aiohttp would go on reading (and inflating) a body nobody wants, for up to 10 s.
         response.force_close()
