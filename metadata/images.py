@@ -8,6 +8,7 @@ describe at will (the ID never changes) -> delete drops the row and the reposito
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,6 +20,8 @@ from metadata.records import Account, Image, Workspace
 from metadata.workspaces import workspace_from_row
 from registry.context import RegistryContext
 from storage.database import Database
+
+log = logging.getLogger("beakerd.metadata")
 
 LATEST = "latest"
 
@@ -207,11 +210,15 @@ async def narrative_html(db: Database, image: Image) -> str:
     if row["narrative_html"] is not None:
         return str(row["narrative_html"])
     html = await render_narrative(row["narrative"])
-    await db.execute(
-        "UPDATE images SET narrative_html = ? WHERE id = ? AND narrative = ?"
-        " AND narrative_html IS NULL",
-        (html, image.id, row["narrative"]),
-    )
+    try:
+        await db.execute(
+            "UPDATE images SET narrative_html = ? WHERE id = ? AND narrative = ?"
+            " AND narrative_html IS NULL",
+            (html, image.id, row["narrative"]),
+        )
+    except sqlite3.OperationalError as e:
+        # Storing only saves the next visit a render (the disk may be full): show the page.
+        log.warning("could not store the rendered narrative of %s: %s", image.id, e)
     return html
 
 

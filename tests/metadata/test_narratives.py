@@ -4,12 +4,15 @@ so a hostile one (a million `[`, about 15 s of markdown-it) stalls no other requ
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from typing import Any
 
 import aiohttp
+import pytest
 
 from metadata.narratives import MAX_NARRATIVE_BYTES
+from storage.database import Database
 from tests.metadata.helpers import Api
 
 HOSTILE = "[" * 1_000_000
@@ -101,3 +104,22 @@ async def test_a_narrative_from_before_stored_html_is_rendered_off_the_loop_once
     assert all("<p>" + HOSTILE + "</p>" in page for page in pages)
     row = await api.db.fetchone("SELECT narrative_html FROM images WHERE id = ?", (image["id"],))
     assert row is not None and row["narrative_html"] == "<p>" + HOSTILE + "</p>\n"
+
+
+async def test_a_page_is_shown_even_when_its_rendered_narrative_cannot_be_stored(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = await api.create_image("unstored")
+    await api.db.execute(
+        "UPDATE images SET narrative = '*old*', narrative_html = NULL WHERE id = ?",
+        (image["id"],),
+    )
+    execute = Database.execute
+
+    async def full_disk(self: Database, sql: str, params: Any = ()) -> int:
+        if "narrative_html" in sql:
+            raise sqlite3.OperationalError("database or disk is full")
+        return await execute(self, sql, params)
+
+    monkeypatch.setattr(Database, "execute", full_disk)
+    assert "<em>old</em>" in await _page(api, image["id"])
