@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from metadata.accounts import account_for_token
 from metadata.context import METADATA, MetadataContext
-from metadata.errors import Invalid, MetadataError, NotFound, Unauthorized
+from metadata.errors import Invalid, MetadataError, NotFound, RequestTimeout, Unauthorized
 from metadata.models import ErrorBody, WireModel
 from metadata.records import Account
 from registry.access import ACCOUNT_NAME
@@ -60,7 +60,7 @@ class Call:
             async with asyncio.timeout(read_timeout(self.request)):
                 raw = await self.request.read()
         except TimeoutError:
-            raise BodyRefused(408, "the request body stalled; send it again") from None
+            raise RequestTimeout("the request body stalled; send it again") from None
         except web.HTTPRequestEntityTooLarge:
             limit = self.request.client_max_size
             raise BodyRefused(413, f"the request body exceeds {limit} bytes") from None
@@ -132,7 +132,7 @@ class Router:
             account = await _authenticate(request)
             handler, params = self.match(request.method, path_segments(request.raw_path))
             return await handler(Call(request, account, params, request.app[METADATA]))
-        except BodyRefused as e:
+        except (BodyRefused, RequestTimeout) as e:
             response = error_response(e.status, e.message)
             # Else aiohttp would go on reading (and inflating) the rest, for up to 10 s.
             response.force_close()
@@ -164,7 +164,7 @@ class MethodNotAllowed(MetadataError):
 
 
 class BodyRefused(MetadataError):
-    """A body that could not be taken: too large, stalled, or undecodable."""
+    """A body that could not be taken: too large or undecodable."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
