@@ -28,6 +28,7 @@ from metadata.models import ErrorBody, WireModel
 from metadata.records import Account
 from registry.access import ACCOUNT_NAME
 from registry.bodies import read_timeout
+from storage.disk_full import disk_full_cause
 
 log = logging.getLogger("beakerd.metadata")
 
@@ -57,11 +58,20 @@ class Call:
         return self.request.query.get(name)
 
     async def body(self, model: type[M]) -> M:
+        """The JSON body as `model`. aiohttp inflates a compressed body as it reads, and
+        enforces the app's client_max_size on the inflated bytes: a gzip bomb ends in 413."""
         try:
             async with asyncio.timeout(read_timeout(self.request)):
                 raw = await self.request.read()
         except TimeoutError:
             raise RequestTimeout("the request body stalled; send it again") from None
+        except web.HTTPRequestEntityTooLarge:
+            limit = self.request.client_max_size
+            raise BodyRefused(413, f"the request body exceeds {limit} bytes") from None
+        except web.RequestPayloadError:
+            raise BodyRefused(
+                400, "the request body is malformed (bad encoding or framing)"
+            ) from None
         try:
             data: Any = json.loads(raw) if raw.strip() else {}
         except (ValueError, RecursionError):
@@ -126,16 +136,43 @@ class Router:
             session = await _authenticate(request)
             handler, params = self.match(request.method, path_segments(request.raw_path))
             return await handler(Call(request, session, params, request.app[METADATA]))
+        except (BodyRefused, RequestTimeout) as e:
+            response = error_response(e.status, e.message)
+            # Else aiohttp would go on reading (and inflating) the rest, for up to 10 s.
+            response.force_close()
+            return response
         except MetadataError as e:
             return error_response(e.status, e.message)
         except web.HTTPException as e:
             if e.status < 400:
                 raise
             return error_response(e.status, e.reason or "request failed")
+        except ConnectionError:
+            raise  # the client went away: nobody to answer
+        except Exception as e:
+            return _from_exception(request, e)
+
+
+def _from_exception(request: web.Request, error: Exception) -> web.Response:
+    cause = disk_full_cause(error)
+    if cause is not None:
+        log.warning("disk full on %s %s: %s", request.method, request.path, cause)
+        return error_response(507, "the server's disk is full; try again once space is freed")
+    # A bug: the client still gets {"code", "message"}, the log the traceback.
+    log.exception("internal error on %s %s", request.method, request.path)
+    return error_response(500, "internal server error")
 
 
 class MethodNotAllowed(MetadataError):
     status = 405
+
+
+class BodyRefused(MetadataError):
+    """A body that could not be taken: too large or undecodable."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 async def _authenticate(request: web.Request) -> Session:

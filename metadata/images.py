@@ -8,17 +8,21 @@ describe at will (the ID never changes) -> delete drops the row and the reposito
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from metadata.errors import Conflict, Invalid, NotFound
 from metadata.ids import is_valid_name, new_id, new_repository_name, now
+from metadata.narratives import check_narrative, render_narrative
 from metadata.records import Account, Image, Workspace
 from metadata.workspaces import workspace_from_row
 from registry.context import RegistryContext
 from storage.database import Database
 from storage.repositories import create_repository, delete_repository_in, freeze_repository
+
+log = logging.getLogger("beakerd.metadata")
 
 LATEST = "latest"
 
@@ -83,6 +87,7 @@ async def create_image(
 ) -> Image:
     if name is not None:
         check_image_name(name)
+    html = await render_narrative(check_narrative(narrative))
     image_id, repository = new_id("bp"), new_repository_name()
     try:
         # The repository exists from the image's creation and goes with its deletion: pushes
@@ -90,9 +95,9 @@ async def create_image(
         async with db.transaction() as conn:
             await conn.execute(
                 "INSERT INTO images (id, name, author_id, workspace_id, description, narrative,"
-                " original_tag, local_image_id, repository, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (image_id, name, author.id, workspace.id, description, narrative,
+                " narrative_html, original_tag, local_image_id, repository, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (image_id, name, author.id, workspace.id, description, narrative, html,
                  original_tag or name or "", local_image_id, repository, now()),
             )  # fmt: skip
             await create_repository(conn, repository)
@@ -185,8 +190,10 @@ async def update_image(
         sets.append("description = ?")
         params.append(description)
     if narrative is not None:
-        sets.append("narrative = ?")
-        params.append(narrative)
+        # Rendered before the write, and written with it: the HTML always matches the text.
+        html = await render_narrative(check_narrative(narrative))
+        sets.append("narrative = ?, narrative_html = ?")
+        params += [narrative, html]
     if sets:
         try:
             await db.execute(
@@ -195,6 +202,29 @@ async def update_image(
         except sqlite3.IntegrityError:
             raise _name_conflict(image.author, name) from None
     return await get_image(db, image.id)
+
+
+async def narrative_html(db: Database, image: Image) -> str:
+    """The narrative as HTML: as stored when it was written, else rendered now and stored (a
+    row from before HTML was stored; if the narrative changed meanwhile, the newer HTML stays)."""
+    row = await db.fetchone(
+        "SELECT narrative, narrative_html FROM images WHERE id = ?", (image.id,)
+    )
+    if row is None:
+        return ""
+    if row["narrative_html"] is not None:
+        return str(row["narrative_html"])
+    html = await render_narrative(row["narrative"])
+    try:
+        await db.execute(
+            "UPDATE images SET narrative_html = ? WHERE id = ? AND narrative = ?"
+            " AND narrative_html IS NULL",
+            (html, image.id, row["narrative"]),
+        )
+    except sqlite3.OperationalError as e:
+        # Storing only saves the next visit a render (the disk may be full): show the page.
+        log.warning("could not store the rendered narrative of %s: %s", image.id, e)
+    return html
 
 
 @dataclass(frozen=True, slots=True)

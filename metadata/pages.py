@@ -5,8 +5,10 @@ deliberate for a laptop or team server (beakerd binds 127.0.0.1 by default); put
 listens more widely behind something that authenticates if image names are secret.
 
 Everything printed is escaped; the narrative is markdown rendered with raw HTML disabled (so
-HTML in it comes out as text), and the Content-Security-Policy forbids scripts and remote
-content in any case.
+HTML in it comes out as text), once and off the event loop (metadata/narratives.py), and the
+Content-Security-Policy forbids scripts and remote content in any case. No page may be framed
+by another site (CSP `frame-ancestors`, and X-Frame-Options for older browsers), and no page
+sends a Referer onwards.
 """
 
 from __future__ import annotations
@@ -14,18 +16,23 @@ from __future__ import annotations
 import html
 
 from aiohttp import web
-from markdown_it import MarkdownIt
 
 from metadata.context import METADATA, MetadataContext
 from metadata.ids import rfc3339
-from metadata.images import find_image, list_images, manifest_layers
+from metadata.images import find_image, list_images, manifest_layers, narrative_html
 from metadata.models import image_tag
 from metadata.records import Image
 from storage.sizes import human_bytes
 
-CSP = "default-src 'none'; style-src 'unsafe-inline'"
+CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+# Every page, the 404 included: no framing (clickjacking), no Referer leaking image IDs.
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
 INDEX_PAGE = 100
-_markdown = MarkdownIt("commonmark", {"html": False})
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; padding: 0 1rem; }
@@ -55,7 +62,7 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
     )
     return web.Response(
         text=document, status=status, content_type="text/html",
-        headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff"},
+        headers=PAGE_HEADERS,
     )  # fmt: skip
 
 
@@ -153,7 +160,7 @@ async def image_page(request: web.Request) -> web.Response:
             ]
             body.append("</tbody></table>")
     if image.narrative:
-        body.append(f"<div class=narrative>{_markdown.render(image.narrative)}</div>")
+        body.append(f"<div class=narrative>{await narrative_html(ctx.db, image)}</div>")
     return _page(_display_name(image), "".join(body))
 
 

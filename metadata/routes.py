@@ -63,6 +63,7 @@ from metadata.models import (
     WorkspaceTransferSpec,
     image_tag,
 )
+from metadata.narratives import check_narrative
 from metadata.organizations import (
     find_organization,
     get_organization,
@@ -297,6 +298,8 @@ async def get_image(call: Call) -> web.Response:
 
 async def patch_image(call: Call) -> web.Response:
     spec = await call.body(ImagePatch)
+    if spec.narrative is not None:
+        check_narrative(spec.narrative)  # before a commit that a refused narrative would follow
     image = await _modifiable_image(call, call.params[0])
     if spec.commit:
         image = await commit_image(call.ctx.db, call.ctx.registry, image)

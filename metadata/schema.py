@@ -82,4 +82,9 @@ MIGRATIONS: list[str] = [
     SELECT repository, committed IS NOT NULL, created FROM images WHERE true
     ON CONFLICT (name) DO NOTHING
     """,
+    # The narrative's HTML, rendered when it is written (metadata/narratives.py); NULL on rows
+    # from before, which their first page view renders and fills.
+    """
+    ALTER TABLE images ADD COLUMN narrative_html TEXT
+    """,
 ]

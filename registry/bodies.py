@@ -1,4 +1,11 @@
-"""Request bodies, streamed: blobs in batches of about 1 MiB, manifests with a size cap."""
+"""Request bodies, streamed: blobs in batches of about 1 MiB, manifests with a size cap.
+
+Registry bodies are taken only as sent: a Content-Encoding other than identity is refused with
+415 UNSUPPORTED before anything is read. aiohttp inflates gzip, deflate, br and zstd request
+bodies on the way in, so accepting one would store (and hash) the inflated bytes rather than
+those the client digested, and let a small body inflate to fill the disk; no registry client
+(docker, containerd, skopeo, podman, oras) compresses request bodies.
+"""
 
 from __future__ import annotations
 
@@ -48,13 +55,37 @@ def declared_length(request: web.Request) -> int | None:
     return int(value)
 
 
+def refuse_encoded(request: web.Request) -> None:
+    """415 for a body sent with a Content-Encoding; the connection closes rather than drain it."""
+    encodings = [
+        value.strip().lower()
+        for header in request.headers.getall("Content-Encoding", [])
+        for value in header.split(",")
+    ]
+    if any(encoding not in ("", "identity") for encoding in encodings):
+        raise RegistryError(
+            ErrorCode.UNSUPPORTED,
+            "request bodies must be sent as is: Content-Encoding is not supported here",
+            status=415,
+            headers={"Connection": "close"},
+        )
+
+
 def has_body(request: web.Request) -> bool:
     length = declared_length(request)
     return bool(length) or (length is None and request.body_exists)
 
 
-async def batches(request: web.Request) -> AsyncIterator[bytes]:
-    """The body in batches of about BATCH_BYTES; raises SIZE_INVALID if it ends short."""
+def batches(request: web.Request) -> AsyncIterator[bytes]:
+    """The body in batches of about BATCH_BYTES; raises SIZE_INVALID if it ends short.
+
+    An encoded body is refused here, at once, before the caller starts an upload with it.
+    """
+    refuse_encoded(request)
+    return _batches(request)
+
+
+async def _batches(request: web.Request) -> AsyncIterator[bytes]:
     expected = declared_length(request)
     received = 0
     pending: list[bytes] = []
@@ -81,6 +112,7 @@ async def batches(request: web.Request) -> AsyncIterator[bytes]:
 
 async def read_capped(request: web.Request, limit: int) -> bytes:
     """The whole body, refusing (413) anything over `limit` without reading it all."""
+    refuse_encoded(request)
     expected = declared_length(request)
     too_big = RegistryError(ErrorCode.MANIFEST_INVALID, f"body exceeds {limit} bytes", status=413)
     if expected is not None and expected > limit:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 
 from aiohttp import web
@@ -10,6 +9,7 @@ from aiohttp.typedefs import Handler
 
 from registry.context import write_refused
 from registry.errors import ErrorCode, RegistryError, error_response
+from storage.disk_full import disk_full_cause
 from storage.repositories import RepositoryFrozen, RepositoryUnknown
 
 log = logging.getLogger("beakerd.registry")
@@ -25,12 +25,29 @@ def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Re
     if exc.status == 404:
         return error_response(ErrorCode.NAME_UNKNOWN, "no such endpoint", status=404)
     if exc.status == 413:
-        return error_response(ErrorCode.SIZE_INVALID, "request body too large", status=413)
+        return error_response(
+            ErrorCode.SIZE_INVALID,
+            "request body too large",
+            status=413,
+            headers={"Connection": "close"},
+        )
     if exc.status == 416:
         return error_response(
             ErrorCode.BLOB_UPLOAD_INVALID, exc.reason, status=416, headers=dict(exc.headers)
         )
     return error_response(ErrorCode.UNSUPPORTED, exc.reason, status=exc.status)
+
+
+def _from_exception(request: web.Request, error: Exception) -> web.Response:
+    cause = disk_full_cause(error)
+    if cause is not None:
+        log.warning("disk full on %s %s: %s", request.method, request.path, cause)
+        return error_response(
+            ErrorCode.BLOB_UPLOAD_INVALID, "the registry's disk is full", status=507
+        )
+    # A bug or a failing disk: the client still gets the spec's JSON, the log the traceback.
+    log.exception("internal error on %s %s", request.method, request.path)
+    return error_response(ErrorCode.UNSUPPORTED, "internal server error", status=500)
 
 
 @web.middleware
@@ -49,20 +66,20 @@ async def registry_errors(request: web.Request, handler: Handler) -> web.StreamR
         if e.status < 400:
             raise
         response = _from_http_exception(request, e)
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            log.warning("storage full while handling %s %s", request.method, request.path)
-            response = error_response(
-                ErrorCode.BLOB_UPLOAD_INVALID, "the registry's disk is full", status=507
-            )
-        elif isinstance(e, ConnectionError):
-            raise
-        else:
-            log.exception("storage error on %s %s", request.method, request.path)
-            response = error_response(ErrorCode.UNSUPPORTED, "storage error", status=500)
-    except Exception:
-        # A bug: the client still gets the spec's JSON, and the log gets the traceback.
-        log.exception("internal error on %s %s", request.method, request.path)
-        response = error_response(ErrorCode.UNSUPPORTED, "internal server error", status=500)
+    except web.RequestPayloadError:
+        # aiohttp could not decode the body it was inflating or de-chunking for a handler.
+        response = error_response(
+            ErrorCode.UNSUPPORTED,
+            "the request body is malformed (bad encoding or chunk framing)",
+            status=400,
+            headers={"Connection": "close"},
+        )
+    except ConnectionError:
+        raise  # the client went away: nobody to answer
+    except Exception as e:
+        response = _from_exception(request, e)
+    if response.headers.get("Connection", "").lower() == "close":
+        # Else aiohttp would go on reading (and inflating) a body nobody wants, for up to 10 s.
+        response.force_close()
     response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
     return response

@@ -79,11 +79,16 @@ class UploadSessions:
         upload = Upload(str(uuid.uuid4()), repository, 0)
         await asyncio.to_thread(self._path(upload.id).touch)
         now = time.time()
-        await self.db.execute(
-            "INSERT INTO uploads (id, repository, offset, created_at, updated_at)"
-            " VALUES (?, ?, 0, ?, ?)",
-            (upload.id, repository, now, now),
-        )
+        try:
+            await self.db.execute(
+                "INSERT INTO uploads (id, repository, offset, created_at, updated_at)"
+                " VALUES (?, ?, 0, ?, ?)",
+                (upload.id, repository, now, now),
+            )
+        except BaseException:
+            # No row (a full database, say), no session: its file must not stay behind either.
+            await asyncio.to_thread(self._path(upload.id).unlink, True)
+            raise
         self._hashes[upload.id] = _RunningHash(0, hashlib.sha256())
         return upload
 
@@ -162,6 +167,11 @@ class UploadSessions:
         an old copy of the same digest in between (storage/gc.py, "Removing a blob file").
         The session row records the digest first, so a crash between the link and the commit
         leaves a file that GC can find (and remove) when the session expires.
+
+        So does a commit that fails (a full database: the client gets 507): the linked file is
+        left in blobs/ without a row, not removed here, since another session of the same
+        digest may already count on it; the GC pass after the session expires removes it (as
+        `fsck --repair` does). Files are never left without a row that GC does not reclaim.
         """
         staged, target = self._path(upload.id), self.blobs.path(digest)
         await self.db.execute(

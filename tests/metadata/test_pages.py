@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.metadata.conftest import config_token, make_app
 from tests.metadata.helpers import Api, push_latest, repository_of
 
-CSP = "default-src 'none'; style-src 'unsafe-inline'"
+CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
 
 
 async def test_the_index_lists_images_newest_first(api: Api) -> None:
@@ -61,6 +61,18 @@ async def test_an_unknown_image_page_is_404(api: Api) -> None:
     resp = await api.client.get("/im/bp_nope00000000")
     assert resp.status == 404
     assert "bp_nope00000000" in await resp.text()
+
+
+async def test_every_page_forbids_framing_and_referers_the_404_too(api: Api) -> None:
+    image = await api.create_image("framed")
+    for path, status in (("/", 200), (f"/im/{image['id']}", 200), ("/im/bp_nope0000", 404)):
+        resp = await api.client.get(path)
+        assert resp.status == status, path
+        assert resp.content_type == "text/html"
+        assert resp.headers["Content-Security-Policy"] == CSP, path
+        assert resp.headers["X-Frame-Options"] == "DENY", path
+        assert resp.headers["Referrer-Policy"] == "no-referrer", path
+        assert resp.headers["X-Content-Type-Options"] == "nosniff", path
 
 
 async def test_the_index_pages_through_older_images(api: Api) -> None:
