@@ -226,13 +226,13 @@ async def test_a_blob_row_that_cannot_commit_is_a_507_and_its_file_is_left_for_g
 ) -> None:
     client, token = app_client
 
-    async def add_blob(*args: object) -> None:
+    async def add_blob(*args: object, **kwargs: object) -> None:
         raise full_database()
 
     monkeypatch.setattr(Repositories, "add_blob", add_blob)
     blob = random_bytes(10_000)
     resp = await client.post(
-        "/v2/full/rows/blobs/uploads/",
+        "/v2/tester/full/rows/blobs/uploads/",
         params={"digest": digest_of(blob)},
         data=blob,
         headers={"Authorization": aiohttp.encode_basic_auth("tester", token)},
@@ -266,7 +266,7 @@ async def test_an_upload_session_that_cannot_commit_leaves_no_file(
 
     monkeypatch.setattr(Database, "execute", refuse_sessions)
     resp = await client.post(
-        "/v2/full/sessions/blobs/uploads/",
+        "/v2/tester/full/sessions/blobs/uploads/",
         headers={"Authorization": aiohttp.encode_basic_auth("tester", token)},
     )
     assert resp.status == 507

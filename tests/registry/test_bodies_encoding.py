@@ -16,7 +16,7 @@ from tests.registry.bombs import CORRUPT_GZIP, gzip_bomb
 from tests.registry.helpers import OCI_MANIFEST, digest_of, error_code
 
 Client = TestClient[Any, Any]
-REPO = "enc/bodies"
+REPO = "tester/enc/bodies"
 BLOB = b"layer bytes " * 1000
 # Those aiohttp inflates, and those it passes through untouched: all are refused. (br and zstd,
 # without their optional libraries installed, aiohttp's parser refuses itself, with a 400.)
