@@ -14,7 +14,9 @@ from beakerd.beaker_cli import config as config_module
 from beakerd.beaker_cli.api import BeakerApi
 from beakerd.beaker_cli.config import Config
 from beakerd.beaker_cli.docker_engine import DockerEngine
+from beakerd.beaker_cli.models import ImageRepository
 from beakerd.beaker_cli.output import Output
+from beakerd.beaker_cli.registry_client import Endpoint, RegistryClient
 
 
 class Context:
@@ -35,3 +37,12 @@ class Context:
     @cached_property
     def engine(self) -> DockerEngine:
         return DockerEngine.connect()
+
+    def registry(self, repo: ImageRepository) -> tuple[RegistryClient, str]:
+        """A /v2 client with an image's credentials, and the image's repository in it.
+
+        The registry is served where the API is, so it is reached the same way (HTTP or TLS).
+        """
+        address, _, repository = repo.image_tag.partition("/")
+        scheme = "https" if self.config.api_base.startswith("https://") else "http"
+        return RegistryClient(Endpoint(scheme, address), repo.auth), repository

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from beakerd.beaker_cli.context import Context
+from beakerd.beaker_cli.daemonless import is_output, pull_to, push_source
 from beakerd.beaker_cli.errors import CliError
-from beakerd.beaker_cli.models import Image
+from beakerd.beaker_cli.image_sources import ImageSource, is_transport, open_source
+from beakerd.beaker_cli.models import Image, ImageRepository
 from beakerd.beaker_cli.output import (
     IMAGE_HEADERS,
     image_json,
@@ -19,7 +23,7 @@ from beakerd.beaker_cli.output import (
     warn,
 )
 from beakerd.beaker_cli.parsing import USAGE_ERROR, Commands
-from beakerd.beaker_cli.progress import display_for
+from beakerd.beaker_cli.progress import Display, display_for
 
 REF_HELP = "image ID, full name AUTHOR/NAME, or one of your own images by NAME"
 
@@ -37,7 +41,12 @@ def add_parser(commands: Commands) -> None:
         "--no-commit", action="store_true",
         help="push but leave the image uncommitted (commit it later with 'beaker image commit')",
     )  # fmt: skip
-    create.add_argument("docker_image", metavar="IMAGE", help="local Docker image or ID")
+    create.add_argument(
+        "docker_image",
+        metavar="IMAGE",
+        help="local Docker image or ID, or, without a Docker engine, docker-archive:PATH.tar,"
+        " oci:DIR[:TAG] or oci-archive:PATH.tar[:TAG]",
+    )
     create.set_defaults(run=create_image)
 
     commit = verbs.add_parser("commit", help="commit a pushed image: its content is then fixed")
@@ -57,6 +66,12 @@ def add_parser(commands: Commands) -> None:
     pull = verbs.add_parser("pull", help="pull an image into the local Docker engine")
     pull.add_argument("ref", metavar="IMAGE", help=REF_HELP)
     pull.add_argument("tag", nargs="?", metavar="TAG", help="local tag to give it")
+    pull.add_argument(
+        "--output",
+        "-o",
+        metavar="DEST",
+        help="write it to docker-archive:PATH.tar or oci:DIR instead (no Docker engine needed)",
+    )
     pull.set_defaults(run=pull_image)
 
     rename = verbs.add_parser("rename", help="give an image a new name (its ID stays)")
@@ -111,9 +126,49 @@ def workspace_id(ctx: Context, given: str | None) -> str | None:
 
 def create_image(args: argparse.Namespace, ctx: Context) -> None:
     narrative = read_narrative(args.narrative)
+    with contextlib.ExitStack() as stack:
+        if is_transport(args.docker_image):
+            source = stack.enter_context(open_source(args.docker_image))
+            local_id, push = _image_id(source), _pusher_from_file(ctx, source)
+        else:
+            local_id = ctx.engine.image_id(args.docker_image)
+            push = _pusher_from_engine(ctx, local_id)
+        _create_and_push(args, ctx, narrative, local_id, push)
+
+
+Pusher = Callable[[ImageRepository, Display], None]
+
+
+def _image_id(source: ImageSource) -> str:
+    """What Docker would call the image: its config's digest (an index's own, for several)."""
+    top = source.graph.top
+    return top.digest if top.is_index else top.blobs()[0].digest
+
+
+def _pusher_from_engine(ctx: Context, local_id: str) -> Pusher:
+    def push(repo: ImageRepository, display: Display) -> None:
+        engine = ctx.engine
+        engine.tag(local_id, repo.image_tag, "latest")
+        try:
+            engine.push(repo.image_tag, repo.auth, display)
+        finally:
+            engine.untag(f"{repo.image_tag}:latest")
+
+    return push
+
+
+def _pusher_from_file(ctx: Context, source: ImageSource) -> Pusher:
+    def push(repo: ImageRepository, display: Display) -> None:
+        client, repository = ctx.registry(repo)
+        push_source(source, client, repository, display)
+
+    return push
+
+
+def _create_and_push(
+    args: argparse.Namespace, ctx: Context, narrative: str | None, local_id: str, push: Pusher
+) -> None:
     api = ctx.api
-    engine = ctx.engine
-    local_id = engine.image_id(args.docker_image)
     image = api.create_image(
         name=args.name,
         workspace_id=workspace_id(ctx, args.workspace),
@@ -126,15 +181,12 @@ def create_image(args: argparse.Namespace, ctx: Context) -> None:
     ctx.out.info(f"Pushing {args.docker_image} as {shown}...")
     try:
         repo = api.image_repository(image.id, upload=True)
-        engine.tag(local_id, repo.image_tag, "latest")
         display = display_for("push", silent=ctx.out.silent, show=say)
         try:
-            engine.push(repo.image_tag, repo.auth, display)
+            push(repo, display)
         except BaseException:
             display.close(finished=False)
             raise
-        finally:
-            engine.untag(f"{repo.image_tag}:latest")
         display.close()
         if not args.no_commit:
             image = api.patch_image(image.id, {"commit": True})
@@ -195,6 +247,9 @@ def pull_image(args: argparse.Namespace, ctx: Context) -> None:
     if not image.committed:
         raise CliError(f"image {label(image)} is not committed yet")
     repo = ctx.api.image_repository(image.id)
+    if args.output:
+        _pull_to_file(args, ctx, repo)
+        return
     engine = ctx.engine
     internal = f"{repo.image_tag}:latest"
     # A plain pull before this one made the internal tag: it is the user's now, and stays.
@@ -216,6 +271,27 @@ def pull_image(args: argparse.Namespace, ctx: Context) -> None:
             engine.untag(internal)
         ctx.out.info(f"Tagged {tag}.")
     ctx.out.result(data={"id": image.id, "tag": tag}, text="Done.", ids=[tag])
+
+
+def _pull_to_file(args: argparse.Namespace, ctx: Context, repo: ImageRepository) -> None:
+    if not is_output(args.output):
+        raise CliError(
+            f"unknown output {args.output!r}: use docker-archive:PATH.tar or oci:DIR", USAGE_ERROR
+        )
+    name = f"{repo.image_tag}:latest"
+    if args.tag:
+        repository, version = split_tag(args.tag)
+        name = f"{repository}:{version}"
+    client, repository = ctx.registry(repo)
+    ctx.out.info(f"Pulling {repo.image_tag} ...")
+    display = display_for("pull", silent=ctx.out.silent, show=say)
+    try:
+        pull_to(client, repository, args.output, name, display)
+    except BaseException:
+        display.close(finished=False)
+        raise
+    display.close()
+    ctx.out.result(data={"tag": name, "output": args.output}, text="Done.", ids=[name])
 
 
 def rename_image(args: argparse.Namespace, ctx: Context) -> None:
