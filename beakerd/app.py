@@ -11,6 +11,7 @@ from beakerd import health, metrics
 from beakerd.settings import Settings
 from metadata.authority import BeakerAuthority
 from metadata.context import METADATA
+from metadata.owners import BeakerRepositoryOwners
 from metadata.routes import add_routes as add_metadata_routes
 from metadata.startup import open_metadata
 from registry.auth import AUTH_POLICY, AUTHORITY, AuthPolicy, registry_auth
@@ -80,7 +81,9 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     )
     if AUTHORITY not in app:  # tests may bring their own
         app[AUTHORITY] = BeakerAuthority(db)
-    collector = GarbageCollector(db, root, gc_policy(settings), on_change=generation.bump)
+    collector = GarbageCollector(
+        db, root, gc_policy(settings), generation.bump, BeakerRepositoryOwners(db)
+    )
     gc_task = (
         asyncio.create_task(
             run_periodically(collector, settings.gc_interval_seconds, metrics.record_gc)

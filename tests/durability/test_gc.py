@@ -45,13 +45,13 @@ async def test_gc_removes_unreferenced_blobs_after_grace_and_keeps_referenced_on
     server = quiet_server
     client = RegistryClient(server, http)
     base = random_bytes(100_000)
-    kept = make_image("gc/kept", "v1", [base, random_bytes(50_000)])
-    untagged = make_image("gc/untagged", "v1", [base, random_bytes(60_000)])
+    kept = make_image("tester/gc/kept", "v1", [base, random_bytes(50_000)])
+    untagged = make_image("tester/gc/untagged", "v1", [base, random_bytes(60_000)])
     await client.push_image(kept)
     await client.push_image(untagged)
-    await client.delete_manifest("gc/untagged", "v1")
+    await client.delete_manifest("tester/gc/untagged", "v1")
     loose = random_bytes(70_000)
-    loose_digest = await client.push_blob("gc/loose", loose)
+    loose_digest = await client.push_blob("tester/gc/loose", loose)
 
     # Everything is younger than the default grace period (1 h): nothing goes.
     assert gc_json(server.data_dir)["blobs"] == 0
@@ -62,16 +62,16 @@ async def test_gc_removes_unreferenced_blobs_after_grace_and_keeps_referenced_on
     report = gc_json(server.data_dir, "--grace-seconds", "0")
     assert (report["blobs"], report["blob_bytes"], report["manifests"]) == (1, len(loose), 0)
     assert not on_disk(server, loose_digest)
-    assert await client.get_blob("gc/loose", loose_digest) is None
+    assert await client.get_blob("tester/gc/loose", loose_digest) is None
     # The untagged manifest is kept while untagged collection is off, and so are its blobs.
-    assert await client.pull_image("gc/untagged", untagged.digest) == []
+    assert await client.pull_image("tester/gc/untagged", untagged.digest) == []
 
     report = gc_json(server.data_dir, "--grace-seconds", "0", "--untagged-manifests")
     assert report["manifests"] == 1
     assert report["blobs"] == 2  # its config and unique layer; the shared base stays
     assert report["blob_bytes"] == len(untagged.config) + len(untagged.layers[1])
-    assert await client.get_manifest("gc/untagged", untagged.digest) is None
-    assert await client.pull_image("gc/kept", "v1") == []
+    assert await client.get_manifest("tester/gc/untagged", untagged.digest) is None
+    assert await client.pull_image("tester/gc/kept", "v1") == []
     assert await fsck_in_process(server.data_dir) == []
 
 
@@ -81,18 +81,18 @@ async def test_gc_keeps_index_children_referrers_and_beaker_image_pins(
     server = quiet_server
     client = RegistryClient(server, http)
     # An index tagged, over a child pushed by digest only.
-    child = make_image("gc/multi", "unused", [random_bytes(10_000)])
+    child = make_image("tester/gc/multi", "unused", [random_bytes(10_000)])
     await client.push_image_by_digest(child)
     index = json.dumps({
         "schemaVersion": 2, "mediaType": OCI_INDEX,
         "manifests": [{"mediaType": OCI_MANIFEST, "digest": child.digest,
                        "size": len(child.manifest)}],
     }).encode()  # fmt: skip
-    await client.push_manifest("gc/multi", "v1", index, OCI_INDEX)
+    await client.push_manifest("tester/gc/multi", "v1", index, OCI_INDEX)
     # A referrer (untagged) of a tagged image.
-    subject = make_image("gc/signed", "v1", [random_bytes(10_000)])
+    subject = make_image("tester/gc/signed", "v1", [random_bytes(10_000)])
     await client.push_image(subject)
-    referrer = make_image("gc/signed", "unused", [random_bytes(1_000)])
+    referrer = make_image("tester/gc/signed", "unused", [random_bytes(1_000)])
     referrer.set_subject(subject)
     await client.push_image_by_digest(referrer)
     # A Beaker image's pinned manifest (untagged here to prove the pin alone holds it).
@@ -106,21 +106,21 @@ async def test_gc_keeps_index_children_referrers_and_beaker_image_pins(
             (time.time(), time.time(), pinned.digest),
         )
     # And one manifest nothing holds.
-    lonely = make_image("gc/lonely", "unused", [random_bytes(10_000)])
+    lonely = make_image("tester/gc/lonely", "unused", [random_bytes(10_000)])
     await client.push_image_by_digest(lonely)
 
     report = gc_json(server.data_dir, "--grace-seconds", "0", "--untagged-manifests")
     assert report["manifests"] == 1
     assert report["blobs"] == 2  # the lonely manifest's config and layer
-    assert await client.get_manifest("gc/lonely", lonely.digest) is None
+    assert await client.get_manifest("tester/gc/lonely", lonely.digest) is None
     for name, reference in [
-        ("gc/multi", child.digest),
-        ("gc/signed", referrer.digest),
-        ("gc/signed", "v1"),
+        ("tester/gc/multi", child.digest),
+        ("tester/gc/signed", referrer.digest),
+        ("tester/gc/signed", "v1"),
         ("gc/beaker-image", pinned.digest),
     ]:
         assert await client.pull_image(name, reference) == [], (name, reference)
-    assert await client.get_manifest("gc/multi", "v1") == index
+    assert await client.get_manifest("tester/gc/multi", "v1") == index
 
 
 async def test_gc_expires_idle_upload_sessions_with_their_files(
@@ -128,7 +128,7 @@ async def test_gc_expires_idle_upload_sessions_with_their_files(
 ) -> None:
     server = quiet_server
     client = RegistryClient(server, http)
-    session = await client.start_upload("gc/uploads")
+    session = await client.start_upload("tester/gc/uploads")
     await client.patch(session, b"y" * 5000, 0)
     assert gc_json(server.data_dir)["uploads"] == 0  # idle for less than a day
 
@@ -162,7 +162,9 @@ async def test_images_pull_whole_while_background_gc_runs_during_pushes_and_dele
             n = 0
             while time.monotonic() < deadline:
                 n += 1
-                image = make_image(f"gcload/w{worker}", f"t{n}", [base, random_bytes(30_000)])
+                image = make_image(
+                    f"tester/gcload/w{worker}", f"t{n}", [base, random_bytes(30_000)]
+                )
                 await client.push_image(image)
                 problems.extend(await client.pull_image(image.repository, image.tag))
                 if rng.random() < 0.5:
