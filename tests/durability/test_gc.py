@@ -19,6 +19,7 @@ from tests.durability.helpers import (
     RegistryClient,
     beakerd_cli,
     fsck_in_process,
+    fsck_json,
     gc_json,
     make_image,
     random_bytes,
@@ -189,3 +190,49 @@ async def test_images_pull_whole_while_background_gc_runs_during_pushes_and_dele
             f"\ngc under load: {len(kept) + deleted} images pushed, {deleted} deleted,"
             f" {len(passes)} background passes freed blobs, {freed} blobs freed in all"
         )
+
+
+async def test_gc_removes_orphan_repositories_that_fsck_reported_and_keeps_owned_ones(
+    quiet_server: Server, http: aiohttp.ClientSession
+) -> None:
+    server = quiet_server
+    client = RegistryClient(server, http)
+    api = {"Authorization": f"Bearer {server.password}", "Content-Type": "application/json"}
+    async with http.post(
+        f"{server.url}/api/v3/images",
+        params={"name": "doomed"},
+        json={"workspace": "tester/default", "imageID": "sha256:" + "0" * 64, "imageTag": "x"},
+        headers=api,
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        image = await resp.json()
+    image_repository = image["dockerTag"].split("/", 1)[1]
+    shared = random_bytes(20_000)
+    owned = make_image("tester/gc/owned", "v1", [shared, random_bytes(10_000)])
+    of_image = make_image(image_repository, "latest", [shared, random_bytes(10_000)])
+    for pushed in (owned, of_image):
+        await client.push_image(pushed)
+    async with http.delete(f"{server.url}/api/v3/images/{image['id']}", headers=api) as resp:
+        assert resp.status == 204
+    # A push after the image is gone (a stale credential) brings its repository back, and an
+    # admin may push outside every namespace: neither repository has an owner.
+    stale = make_image(image_repository, "latest", [random_bytes(10_000)])
+    nobody = make_image("nobody/app", "v1", [shared, random_bytes(10_000)])
+    for pushed in (stale, nobody):
+        await client.push_image(pushed)
+
+    _, report = fsck_json(server.data_dir)
+    orphans = {f["subject"] for f in report["findings"] if f["kind"] == "orphan-repository"}
+    assert orphans == {image_repository, "nobody/app"}
+    assert gc_json(server.data_dir)["repositories"] == 0  # younger than the grace period
+
+    report = gc_json(server.data_dir, "--grace-seconds", "0")
+    assert report["repositories"] == 2
+    # A config and a layer each of the two orphans and of the deleted image's content; the
+    # layer they shared with an owned image stays.
+    assert report["blobs"] == 3 * 2
+    for name, pushed in ((image_repository, stale), ("nobody/app", nobody)):
+        assert await client.get_manifest(name, pushed.tag) is None
+    assert await client.pull_image("tester/gc/owned", "v1") == []
+    code, final = fsck_json(server.data_dir)
+    assert (code, final["findings"]) == (0, [])
