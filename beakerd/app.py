@@ -26,6 +26,8 @@ from storage.gc import GarbageCollector, GcPolicy, run_periodically
 from storage.generation import Generation
 from storage.repositories import Repositories
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
+from storage.scrub import Scrubber
+from storage.scrub import run_periodically as scrub_periodically
 from storage.uploads import UploadSessions
 
 DATABASE = web.AppKey("database", Database)
@@ -91,10 +93,19 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         if settings.gc_interval_seconds > 0
         else None
     )
+    scrubber = Scrubber(db, root, settings.scrub_rate_bytes_per_second)
+    scrub_task = (
+        asyncio.create_task(
+            scrub_periodically(scrubber, settings.scrub_interval_seconds, metrics.record_scrub)
+        )
+        if settings.scrub_rate_bytes_per_second > 0 and settings.scrub_interval_seconds > 0
+        else None
+    )
     yield
-    if gc_task is not None:
-        gc_task.cancel()
-        await asyncio.gather(gc_task, return_exceptions=True)
+    for task in (gc_task, scrub_task):
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
     generation.close()
     await db.close()
 
