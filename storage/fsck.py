@@ -8,7 +8,7 @@ Findings, and what a repair does:
   The file is moved aside to `lost+found/`, then treated as missing.
 - orphan-file: a blob file without a row (a crash after the rename). Adopted (a row is added)
   when a manifest references it and its bytes verify; otherwise deleted by the trash protocol
-  of storage/gc.py. Files younger than the grace period, or still linked from an upload session,
+  of storage/trash.py. Files younger than the grace period, or still linked from an upload session,
   may be a publish in flight and are left alone.
 - stray-file: a file under blobs/ that is not named like a blob: moved to `lost+found/`.
 - dangling-reference: a manifest references a blob that has neither row nor file: reported.

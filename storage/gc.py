@@ -15,12 +15,15 @@ reference rows, never by walking files:
   references the blob, so a push in flight never loses a blob it was told exists;
 - an upload session expires when nothing touched it for `upload_expiry_seconds`.
 
-Order of a blob's removal, so that a kill at any moment leaves nothing the next pass does not
-reclaim (storage/trash.py): its file is renamed into `trash/` first; then, in one transaction,
-its row is deleted if it is still unreferenced and old (a push may have referenced or linked it
-meanwhile); then the file is deleted, or put back if the row stayed. Each pass begins by
-settling what an interrupted one left in `trash/`. An expired upload session's row goes only
-after the blob file it may have left without a row, so that file is never forgotten.
+Removing a blob file, so that a kill at any moment leaves nothing the next pass does not
+reclaim, and a push of the same digest in the meantime keeps its blob (the protocol shared with
+storage/uploads.py is storage/trash.py's): the file is renamed into `trash/` first; then, in
+one transaction, the row is deleted if the blob is still unreferenced and old (a push may have
+referenced or linked it meanwhile); then the file in `trash/` is deleted, or put back if the
+row stayed. While its file is in `trash/` a blob answers as unknown: one batch's time. Each
+pass begins by settling what an interrupted one left in `trash/`, as does the server at start.
+An expired upload session's row goes only after its files, and after the blob file it may have
+left without a row, so that nothing it points at is forgotten.
 
 One collection runs at a time across every process on a data folder (a lock file).
 """

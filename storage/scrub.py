@@ -72,9 +72,13 @@ class ScrubState:
     def load(cls, path: Path) -> ScrubState:
         try:
             data = json.loads(path.read_text())
-            return cls(str(data.get("after", "")), data.get("finished_at"))
+            after, finished = data.get("after"), data.get("finished_at")
         except (OSError, ValueError, AttributeError):
-            return cls()
+            return cls()  # none yet, or unreadable: start over
+        return cls(
+            after if isinstance(after, str) else "",
+            float(finished) if isinstance(finished, int | float) else None,
+        )
 
     def save(self, path: Path) -> None:
         staged = path.with_name(f"{path.name}.{os.getpid()}.tmp")
