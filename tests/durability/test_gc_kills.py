@@ -10,6 +10,7 @@ file, nothing in trash/, and fsck clean without --repair.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
@@ -18,11 +19,26 @@ import subprocess
 import sys
 from pathlib import Path
 
+import aiohttp
 import pytest
+from aiohttp.test_utils import TestClient, TestServer
 
+from beakerd.app import create_app
+from beakerd.settings import Settings
+from metadata.accounts import create_account
 from metadata.owners import BeakerRepositoryOwners
+from storage.digests import Digest
 from storage.gc import GarbageCollector, GcPolicy
-from tests.durability.datafolder import Contents, blob_files, blob_rows, fill, open_migrated
+from storage.trash import BlobFiles
+from tests.durability.datafolder import (
+    Contents,
+    add_rows,
+    blob_files,
+    blob_rows,
+    fill,
+    open_migrated,
+    write_blob,
+)
 from tests.durability.helpers import ROOT, fsck_in_process
 
 LOOSE_BLOBS = int(os.environ.get("BEAKERD_GC_KILL_BLOBS", "700"))
@@ -56,8 +72,6 @@ async def assert_settled(data_dir: Path, contents: Contents, label: str) -> None
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Contents]:
-    import asyncio
-
     root = tmp_path_factory.mktemp("gc-template") / "data"
     contents = asyncio.run(fill(root, LOOSE_BLOBS))
     return root, contents
@@ -90,3 +104,29 @@ async def test_gc_killed_at_any_step_is_finished_by_the_next_pass(
         await assert_settled(data, contents, f"seed {seed}: killed after step {step} of {steps}")
         shutil.rmtree(data)
     print(f"\ngc kills (seed {seed}): {len(points)} kill points over {steps} steps, all settled")
+
+
+async def test_a_server_started_after_a_killed_pass_serves_what_it_had_moved_to_trash(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "data"
+    for folder in ("blobs", "uploads"):
+        (root / folder).mkdir(parents=True)
+    db = await open_migrated(root)
+    _, token = await create_account(db, "tester", admin=True)
+    data = os.urandom(1000)
+    digest = write_blob(root, data)
+    await add_rows(db, "tester/app", {digest: len(data)})
+    # A pass killed right after renaming the file into trash/, before deleting the row.
+    await BlobFiles(db, root).bury([Digest.parse(digest)])
+    await db.close()
+
+    app = create_app(Settings(data_dir=root, gc_interval_seconds=3600))
+    login = {"Authorization": aiohttp.encode_basic_auth("tester", token)}
+    async with TestClient(TestServer(app), headers=login) as client:
+        for _ in range(200):  # at start, not an hour later at the first pass
+            resp = await client.get(f"/v2/tester/app/blobs/{digest}")
+            if resp.status == 200:
+                break
+            await asyncio.sleep(0.05)
+        assert await resp.read() == data
