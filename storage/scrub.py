@@ -98,8 +98,8 @@ class Pacer:
     def took(self, size: int) -> None:
         self.done += size
         ahead = self.done / self.rate - (time.monotonic() - self.started)
-        if ahead > 0 and self.stop.wait(ahead):
-            raise Stopped
+        if ahead > 0:
+            self.stop.wait(ahead)
         if self.stop.is_set():
             raise Stopped
 

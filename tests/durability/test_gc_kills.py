@@ -40,9 +40,11 @@ from tests.durability.datafolder import (
     write_blob,
 )
 from tests.durability.helpers import ROOT, fsck_in_process
+from tests.server import running_beakerd
 
 LOOSE_BLOBS = int(os.environ.get("BEAKERD_GC_KILL_BLOBS", "700"))
 KILL_POINTS = int(os.environ.get("BEAKERD_GC_KILL_POINTS", "8"))
+SERVER_ROUNDS = int(os.environ.get("BEAKERD_GC_KILL_SERVER_ROUNDS", "4"))
 GC_ARGS = ["gc", "--json"]
 
 
@@ -130,3 +132,22 @@ async def test_a_server_started_after_a_killed_pass_serves_what_it_had_moved_to_
                 break
             await asyncio.sleep(0.05)
         assert await resp.read() == data
+
+
+async def test_the_servers_background_gc_killed_at_random_moments_is_finished_by_the_next_pass(
+    template: tuple[Path, Contents], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, contents = template
+    monkeypatch.setenv("BEAKERD_GC_INTERVAL_SECONDS", "1")
+    seed = int.from_bytes(os.urandom(4), "big")
+    rng = random.Random(seed)
+    for round_no in range(SERVER_ROUNDS):
+        folder = tmp_path / f"round-{round_no}"
+        shutil.copytree(source, folder / "data")
+        with running_beakerd(folder) as server:
+            # The first pass starts a second after start-up and takes a fraction of one here.
+            await asyncio.sleep(rng.uniform(0.9, 1.6))
+            server.kill()
+        await normal_pass(folder / "data")
+        await assert_settled(folder / "data", contents, f"seed {seed}, round {round_no}")
+        shutil.rmtree(folder)
