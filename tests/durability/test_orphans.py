@@ -11,6 +11,7 @@ import pytest
 from metadata.accounts import create_account
 from metadata.owners import BeakerRepositoryOwners
 from storage.database import Database
+from storage.fsck import Fsck
 from storage.gc import GarbageCollector, GcPolicy
 from storage.repositories import Repositories
 from tests.durability.datafolder import open_migrated, put_image
@@ -61,3 +62,19 @@ async def test_gc_removes_orphans_past_the_grace_period_with_their_blobs_and_kee
     repositories = Repositories(db)
     assert not await repositories.exists("gone/app")
     assert await repositories.exists("ann/app") and await repositories.exists("young/app")
+
+
+async def test_fsck_reports_orphans_and_a_repair_removes_those_past_the_grace_period(
+    db: Database, tmp_path: Path
+) -> None:
+    await put_image(db, tmp_path, "gone/app", 1)
+    await put_image(db, tmp_path, "ann/app", 1)
+    owners = BeakerRepositoryOwners(db)
+    report = await Fsck(db, tmp_path, owners=owners).run()
+    assert [(f.kind, f.subject) for f in report.findings] == [("orphan-repository", "gone/app")]
+    report = await Fsck(db, tmp_path, repair=True, grace_seconds=3600, owners=owners).run()
+    assert report.findings[0].repair == "skipped (recent)"
+    report = await Fsck(db, tmp_path, repair=True, grace_seconds=0, owners=owners).run()
+    assert report.findings[0].repair == "repository removed"
+    assert not await Repositories(db).exists("gone/app")
+    assert (await Fsck(db, tmp_path, owners=owners).run()).findings == []
