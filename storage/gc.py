@@ -197,6 +197,8 @@ class GarbageCollector:
 
     async def recover(self) -> None:
         """Settle what an interrupted pass left in trash/, unless a collection is running."""
+        if not await self.files.anything_in_trash():
+            return
         with contextlib.suppress(GcBusy):
             async with gc_lock(self.root):
                 await self.files.recover()

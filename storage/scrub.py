@@ -144,6 +144,7 @@ class Scrubber:
         self.rate = rate
         self.store = BlobStore(root / "blobs")
         self.state_path = root / STATE_FILE
+        self._started = time.time()
         self._stop = threading.Event()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="beakerd-scrub")
 
@@ -154,14 +155,12 @@ class Scrubber:
 
     async def due_in(self, interval: float) -> float:
         """Seconds until the next pass: none if one was cut short, else `interval` after the
-        last one finished (after this first start, when none ever ran)."""
+        last one finished (or after this process started, when none ever ran)."""
         state = await asyncio.to_thread(ScrubState.load, self.state_path)
         if state.after:
             return 0.0
-        if state.finished_at is None:
-            state.finished_at = time.time()
-            await asyncio.to_thread(state.save, self.state_path)
-        return max(0.0, state.finished_at + interval - time.time())
+        last = state.finished_at if state.finished_at is not None else self._started
+        return max(0.0, last + interval - time.time())
 
     async def scrub(self) -> ScrubReport:
         """One pass, from where the last one stopped; raises ScrubBusy if another is running."""

@@ -66,6 +66,9 @@ class BlobFiles:
         """Delete the tombs of blobs whose rows are gone, put the others back; bytes freed."""
         return await asyncio.to_thread(_settle_all, list(tombs), rows_deleted)
 
+    async def anything_in_trash(self) -> bool:
+        return bool(await asyncio.to_thread(_list_files, self.trash))
+
     async def recover(self) -> int:
         """Settle what an interrupted removal left in trash/; returns the files deleted."""
         tombs = await asyncio.to_thread(self._tombs)
