@@ -65,7 +65,9 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     path = ctx.blobs.path(digest)
     if request.transport is not None and request.transport.get_extra_info("sslcontext"):
         # aiohttp's FileResponse falls back to small, unpipelined writes under TLS.
-        return ThreadedFileResponse(path, headers, VerifiedBlob(ctx.blobs, digest))
+        response = ThreadedFileResponse(path, headers)
+        response.verify(VerifiedBlob(ctx.blobs, digest))
+        return response
     return web.FileResponse(path, headers=headers)
 
 
@@ -102,6 +104,9 @@ class VerifiedBlob:
         self.hasher.update(data)
         return data
 
+    def matches(self) -> bool:
+        return self.hasher.hexdigest() == self.digest.hex
+
     async def take_out(self, f: BinaryIO) -> None:
         actual = self.hasher.hexdigest()
         aside = await self.store.quarantine(self.digest, identity_of(f.fileno()))
@@ -115,14 +120,17 @@ class ThreadedFileResponse(web.StreamResponse):
     """A file read in 1 MiB chunks by a thread, one chunk ahead of the socket.
 
     Like FileResponse it is prepared by aiohttp after the middlewares have added their
-    headers, and it answers Range with 206/416 by the same rules. A whole body is checked
-    against `verify` before its last chunk is written.
+    headers, and it answers Range with 206/416 by the same rules.
     """
 
-    def __init__(self, path: Path, headers: dict[str, str], verify: VerifiedBlob) -> None:
+    def __init__(self, path: Path, headers: dict[str, str]) -> None:
         super().__init__(headers=headers)
         self._path = path
-        self._verify = verify
+        self._verify: VerifiedBlob | None = None
+
+    def verify(self, blob: VerifiedBlob) -> None:
+        """Check a whole body against `blob` before its last chunk is written."""
+        self._verify = blob
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if self.prepared:
@@ -145,9 +153,9 @@ class ThreadedFileResponse(web.StreamResponse):
         if wanted is not None:
             self.set_status(206)
             self.headers["Content-Range"] = f"bytes {start}-{start + count - 1}/{size}"
-        whole = wanted is None
-        if whole and count == 0 and self._verify.hasher.hexdigest() != self._verify.digest.hex:
-            await self._cut_short(request, f)  # an empty file under a digest of some bytes
+        verify = self._verify if wanted is None else None
+        if verify is not None and count == 0 and not verify.matches():
+            await self._cut_short(request, f, verify)  # an empty file under a digest of bytes
         self.content_length = count
         writer = await super().prepare(request)
         if count <= 0 or request.method == "HEAD":
@@ -155,7 +163,7 @@ class ThreadedFileResponse(web.StreamResponse):
         await asyncio.to_thread(f.seek, start)
         loop = asyncio.get_running_loop()
         remaining = count
-        read = self._verify.read if whole else _plain_read
+        read = verify.read if verify is not None else _plain_read
         ahead = loop.run_in_executor(None, read, f, min(STREAM_CHUNK, remaining))
         try:
             while remaining > 0:
@@ -165,8 +173,8 @@ class ThreadedFileResponse(web.StreamResponse):
                 remaining -= len(chunk)
                 if remaining > 0:
                     ahead = loop.run_in_executor(None, read, f, min(STREAM_CHUNK, remaining))
-                elif whole and self._verify.hasher.hexdigest() != self._verify.digest.hex:
-                    await self._cut_short(request, f)
+                elif verify is not None and not verify.matches():
+                    await self._cut_short(request, f, verify)
                 await self.write(chunk)
         finally:
             if not ahead.done():
@@ -174,9 +182,9 @@ class ThreadedFileResponse(web.StreamResponse):
         await self.write_eof()
         return writer
 
-    async def _cut_short(self, request: web.BaseRequest, f: BinaryIO) -> None:
+    async def _cut_short(self, request: web.BaseRequest, f: BinaryIO, blob: VerifiedBlob) -> None:
         """Take the corrupt file out and drop the connection before the body is complete."""
-        await self._verify.take_out(f)
+        await blob.take_out(f)
         if request.transport is not None:
             request.transport.close()
         # aiohttp treats this as a client gone away: no error response, the connection closes.
