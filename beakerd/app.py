@@ -11,6 +11,7 @@ from beakerd import health, metrics
 from beakerd.settings import Settings
 from metadata.authority import BeakerAuthority
 from metadata.context import METADATA
+from metadata.owners import BeakerRepositoryOwners
 from metadata.routes import add_routes as add_metadata_routes
 from metadata.startup import open_metadata
 from registry.auth import AUTH_POLICY, AUTHORITY, AuthPolicy, registry_auth
@@ -25,6 +26,8 @@ from storage.gc import GarbageCollector, GcPolicy, run_periodically
 from storage.generation import Generation
 from storage.repositories import Repositories
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
+from storage.scrub import Scrubber
+from storage.scrub import run_periodically as scrub_periodically
 from storage.uploads import UploadSessions
 
 DATABASE = web.AppKey("database", Database)
@@ -85,7 +88,9 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     )
     if AUTHORITY not in app:  # tests may bring their own
         app[AUTHORITY] = BeakerAuthority(db)
-    collector = GarbageCollector(db, root, gc_policy(settings), on_change=generation.bump)
+    collector = GarbageCollector(
+        db, root, gc_policy(settings), generation.bump, BeakerRepositoryOwners(db)
+    )
     gc_task = (
         asyncio.create_task(
             run_periodically(collector, settings.gc_interval_seconds, metrics.record_gc)
@@ -93,10 +98,19 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         if settings.gc_interval_seconds > 0
         else None
     )
+    scrubber = Scrubber(db, root, settings.scrub_rate_bytes_per_second)
+    scrub_task = (
+        asyncio.create_task(
+            scrub_periodically(scrubber, settings.scrub_interval_seconds, metrics.record_scrub)
+        )
+        if settings.scrub_rate_bytes_per_second > 0 and settings.scrub_interval_seconds > 0
+        else None
+    )
     yield
-    if gc_task is not None:
-        gc_task.cancel()
-        await asyncio.gather(gc_task, return_exceptions=True)
+    for task in (gc_task, scrub_task):
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
     generation.close()
     await db.close()
 

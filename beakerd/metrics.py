@@ -152,6 +152,13 @@ class GcOutcome(Protocol):
     def freed_bytes(self) -> int: ...
 
 
+class ScrubOutcome(Protocol):
+    """What record_scrub reads from a pass's report (storage/scrub.py ScrubReport)."""
+
+    @property
+    def corrupt(self) -> Sequence[str]: ...
+
+
 # -- the metrics of this process -----------------------------------------------------------------
 
 http_requests = Counter(
@@ -178,6 +185,10 @@ http_duration = Histogram(
 gc_runs = Counter("beakerd_gc_runs_total", "Garbage-collection passes completed.")
 gc_blobs_removed = Counter("beakerd_gc_blobs_removed_total", "Blobs deleted by garbage collection.")
 gc_bytes_freed = Counter("beakerd_gc_bytes_freed_total", "Bytes freed by garbage collection.")
+scrub_passes = Counter("beakerd_scrub_passes_total", "Scrub passes over every stored blob.")
+scrub_corrupt = Counter(
+    "beakerd_scrub_corrupt_blobs_total", "Corrupt blob files the scrub found and took out."
+)
 
 
 def record_gc(report: GcOutcome) -> None:
@@ -185,6 +196,12 @@ def record_gc(report: GcOutcome) -> None:
     gc_runs.inc()
     gc_blobs_removed.inc(report.blobs)
     gc_bytes_freed.inc(report.freed_bytes)
+
+
+def record_scrub(report: ScrubOutcome) -> None:
+    """Count one finished scrub pass and the corrupt blobs it found."""
+    scrub_passes.inc()
+    scrub_corrupt.inc(len(report.corrupt))
 
 
 METRICS: tuple[Metric, ...] = (
@@ -195,6 +212,8 @@ METRICS: tuple[Metric, ...] = (
     gc_runs,
     gc_blobs_removed,
     gc_bytes_freed,
+    scrub_passes,
+    scrub_corrupt,
 )
 
 

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     gc_grace_seconds: float = Field(default=3600.0, ge=0)
     upload_expiry_seconds: float = Field(default=86400.0, ge=0)
     gc_untagged_manifests: bool = False
+    # Scrub (storage/scrub.py): every `scrub_interval_seconds` the server re-hashes every stored
+    # blob, reading at most `scrub_rate_bytes_per_second`, and moves corrupt ones out of the
+    # store (they answer as unknown until pushed again). 0 for either turns it off.
+    scrub_interval_seconds: float = Field(default=86400.0, ge=0)
+    scrub_rate_bytes_per_second: int = Field(default=50 << 20, ge=0)
     # HTTPS: a certificate chain and its key (PEM), or `tls_auto` to make and keep a CA and a
     # server certificate under `<data_dir>/tls/` (see beakerd/tls.py).
     tls_cert: Path | None = None

@@ -1,8 +1,16 @@
-"""`/v2/<name>/blobs/<digest>`: HEAD, GET (with Range) and DELETE."""
+"""`/v2/<name>/blobs/<digest>`: HEAD, GET (with Range) and DELETE.
+
+A blob is served only while its file is in the store: one taken out as corrupt (storage/scrub.py)
+answers BLOB_UNKNOWN to HEAD and GET, so clients push it again, which heals it. Where the bytes
+pass through Python anyway (the threaded stream under TLS), a whole-body GET is hashed on the
+way: on a mismatch the connection is cut before the last chunk, so no client ever holds a
+complete wrong body under the digest, and the file is taken out.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 from typing import BinaryIO
@@ -15,6 +23,10 @@ from registry.context import REGISTRY
 from registry.errors import ErrorCode, RegistryError
 from registry.names import check_name, parse_digest
 from registry.visibility import visible_blob_size
+from storage.blobs import BlobStore, identity_of
+from storage.digests import Digest
+
+log = logging.getLogger("beakerd.registry")
 
 # Blobs never change, so clients and proxies may keep them for as long as they like.
 _IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
@@ -43,16 +55,19 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         "Accept-Ranges": "bytes",
         "Content-Type": "application/octet-stream",
     }
+    if await ctx.blobs.size_on_disk(digest) is None:
+        # A row without its file (taken out as corrupt, or lost): the client hears the blob is
+        # gone, and pushes it again.
+        raise _blob_unknown(str(digest))
     if request.method == "HEAD":
         headers["Content-Length"] = str(size)
         return web.Response(headers=headers)
     path = ctx.blobs.path(digest)
-    if await ctx.blobs.size_on_disk(digest) is None:
-        # A row without its file: fsck reports it; the client hears the blob is gone.
-        raise _blob_unknown(str(digest))
     if request.transport is not None and request.transport.get_extra_info("sslcontext"):
         # aiohttp's FileResponse falls back to small, unpipelined writes under TLS.
-        return ThreadedFileResponse(path, headers)
+        response = ThreadedFileResponse(path, headers)
+        response.verify(VerifiedBlob(ctx.blobs, digest))
+        return response
     return web.FileResponse(path, headers=headers)
 
 
@@ -75,6 +90,32 @@ def byte_range(request: web.BaseRequest, size: int) -> tuple[int, int] | None:
     return start, count
 
 
+class VerifiedBlob:
+    """The digest a whole-body stream must hash to, and the store to take the file out of."""
+
+    def __init__(self, store: BlobStore, digest: Digest) -> None:
+        self.store = store
+        self.digest = digest
+        self.hasher = digest.hasher()
+
+    def read(self, f: BinaryIO, size: int) -> bytes:
+        """Read and hash (in the reading thread: hashing is CPU work)."""
+        data = f.read(size)
+        self.hasher.update(data)
+        return data
+
+    def matches(self) -> bool:
+        return self.hasher.hexdigest() == self.digest.hex
+
+    async def take_out(self, f: BinaryIO) -> None:
+        actual = self.hasher.hexdigest()
+        aside = await self.store.quarantine(self.digest, identity_of(f.fileno()))
+        log.error(
+            "blob %s is corrupt (its bytes hash to %s:%s): stream cut short, file moved to %s",
+            self.digest, self.digest.algorithm, actual, aside,
+        )  # fmt: skip
+
+
 class ThreadedFileResponse(web.StreamResponse):
     """A file read in 1 MiB chunks by a thread, one chunk ahead of the socket.
 
@@ -85,6 +126,11 @@ class ThreadedFileResponse(web.StreamResponse):
     def __init__(self, path: Path, headers: dict[str, str]) -> None:
         super().__init__(headers=headers)
         self._path = path
+        self._verify: VerifiedBlob | None = None
+
+    def verify(self, blob: VerifiedBlob) -> None:
+        """Check a whole body against `blob` before its last chunk is written."""
+        self._verify = blob
 
     async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
         if self.prepared:
@@ -107,6 +153,9 @@ class ThreadedFileResponse(web.StreamResponse):
         if wanted is not None:
             self.set_status(206)
             self.headers["Content-Range"] = f"bytes {start}-{start + count - 1}/{size}"
+        verify = self._verify if wanted is None else None
+        if verify is not None and count == 0 and not verify.matches():
+            await self._cut_short(request, f, verify)  # an empty file under a digest of bytes
         self.content_length = count
         writer = await super().prepare(request)
         if count <= 0 or request.method == "HEAD":
@@ -114,7 +163,8 @@ class ThreadedFileResponse(web.StreamResponse):
         await asyncio.to_thread(f.seek, start)
         loop = asyncio.get_running_loop()
         remaining = count
-        ahead = loop.run_in_executor(None, f.read, min(STREAM_CHUNK, remaining))
+        read = verify.read if verify is not None else _plain_read
+        ahead = loop.run_in_executor(None, read, f, min(STREAM_CHUNK, remaining))
         try:
             while remaining > 0:
                 chunk = await ahead
@@ -122,13 +172,27 @@ class ThreadedFileResponse(web.StreamResponse):
                     break  # the file shrank under us: the client sees a short body
                 remaining -= len(chunk)
                 if remaining > 0:
-                    ahead = loop.run_in_executor(None, f.read, min(STREAM_CHUNK, remaining))
+                    ahead = loop.run_in_executor(None, read, f, min(STREAM_CHUNK, remaining))
+                elif verify is not None and not verify.matches():
+                    await self._cut_short(request, f, verify)
                 await self.write(chunk)
         finally:
             if not ahead.done():
                 await asyncio.gather(ahead, return_exceptions=True)
         await self.write_eof()
         return writer
+
+    async def _cut_short(self, request: web.BaseRequest, f: BinaryIO, blob: VerifiedBlob) -> None:
+        """Take the corrupt file out and drop the connection before the body is complete."""
+        await blob.take_out(f)
+        if request.transport is not None:
+            request.transport.close()
+        # aiohttp treats this as a client gone away: no error response, the connection closes.
+        raise ConnectionResetError("blob content does not match its digest")
+
+
+def _plain_read(f: BinaryIO, size: int) -> bytes:
+    return f.read(size)
 
 
 async def delete_blob(request: web.Request) -> web.Response:

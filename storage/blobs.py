@@ -2,15 +2,26 @@
 
 Files are only ever created by renaming a complete, fsynced temporary file into place, so a
 reader sees either no blob or a whole one. The database, not this folder, says which blobs exist.
+
+A file found corrupt (its bytes do not hash to its name) is moved to `lost+found/` beside
+`blobs/`, never deleted: its row stays, so the blob answers as unknown until a push of the right
+bytes puts a file back under it. Only the very file that was hashed is moved (compared by
+inode): a fresh copy a push put there meanwhile stays.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import time
 from pathlib import Path
 
 from storage.digests import Digest
+
+LOST_AND_FOUND = "lost+found"
+# (st_dev, st_ino) of an open blob file: which file was read, whatever its path holds now.
+FileIdentity = tuple[int, int]
 
 
 def fsync_dir(path: Path) -> None:
@@ -22,9 +33,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def identity_of(fd: int) -> FileIdentity:
+    stat = os.fstat(fd)
+    return stat.st_dev, stat.st_ino
+
+
 class BlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.lost_and_found = root.parent / LOST_AND_FOUND
 
     def path(self, digest: Digest) -> Path:
         return self.root / digest.algorithm / digest.hex[:2] / digest.hex
@@ -35,3 +52,25 @@ class BlobStore:
         except FileNotFoundError:
             return None
         return stat.st_size
+
+    async def quarantine(self, digest: Digest, read: FileIdentity) -> Path | None:
+        """Move the corrupt file `read` out of the store; its new path, None if it was gone."""
+        return await asyncio.to_thread(self._quarantine, digest, read)
+
+    def _quarantine(self, digest: Digest, read: FileIdentity) -> Path | None:
+        path = self.path(digest)
+        self.lost_and_found.mkdir(parents=True, exist_ok=True)
+        aside = self.lost_and_found / f"{digest.algorithm}-{digest.hex}.corrupt.{time.time_ns()}"
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return None
+        stat = os.stat(aside)
+        if (stat.st_dev, stat.st_ino) != read:
+            # A push replaced the file after it was read: that copy is not the corrupt one.
+            with contextlib.suppress(FileExistsError):
+                os.link(aside, path)
+            os.unlink(aside)
+            return None
+        fsync_dir(path.parent)
+        return aside

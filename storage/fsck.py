@@ -8,12 +8,15 @@ Findings, and what a repair does:
   The file is moved aside to `lost+found/`, then treated as missing.
 - orphan-file: a blob file without a row (a crash after the rename). Adopted (a row is added)
   when a manifest references it and its bytes verify; otherwise deleted by the trash protocol
-  of storage/gc.py. Files younger than the grace period, or still linked from an upload session,
+  of storage/trash.py. Files younger than the grace period, or still linked from an upload session,
   may be a publish in flight and are left alone.
 - stray-file: a file under blobs/ that is not named like a blob: moved to `lost+found/`.
 - dangling-reference: a manifest references a blob that has neither row nor file: reported.
 - upload-without-file, upload-file-without-row, expired-upload: stale upload state, deleted.
 - trash: a file a crashed garbage collection left in `trash/`: restored or deleted.
+- orphan-repository: a repository that no account namespace and no Beaker image holds
+  (storage/orphans.py; checked when the caller passes the owners). A repair removes it if it is
+  older than the grace period, as garbage collection does.
 
 A repair never deletes a referenced blob. Hashing runs in threads, streamed.
 """
@@ -29,15 +32,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage.blobs import BlobStore
+from storage.blobs import LOST_AND_FOUND, BlobStore
 from storage.database import Database
 from storage.digests import Digest, InvalidDigest
-from storage.gc import BlobFiles, gc_lock
+from storage.gc import gc_lock
+from storage.orphans import RepositoryOwners, find_orphans, remove_orphans
+from storage.trash import BlobFiles
 
 _HASH_CHUNK = 1 << 20
 _PAGE = 1000
 _PARALLEL_HASHES = 4
-LOST_AND_FOUND = "lost+found"
 
 
 @dataclass(slots=True)
@@ -93,6 +97,7 @@ class Fsck:
         repair: bool = False,
         grace_seconds: float = 3600.0,
         upload_expiry_seconds: float = 86400.0,
+        owners: RepositoryOwners | None = None,
     ) -> None:
         self.db = db
         self.root = root
@@ -102,6 +107,7 @@ class Fsck:
         self.repair = repair
         self.grace_seconds = grace_seconds
         self.upload_expiry_seconds = upload_expiry_seconds
+        self.owners = owners
         self.report = FsckReport(repair=repair)
         self._hashing = asyncio.Semaphore(_PARALLEL_HASHES)
 
@@ -113,6 +119,7 @@ class Fsck:
             await self._check_files()
             await self._check_references()
             await self._check_uploads()
+            await self._check_repositories()
         return self.report
 
     @contextlib.asynccontextmanager
@@ -287,7 +294,7 @@ class Fsck:
             "trash", str(self.files.trash), f"{len(names)} files left by an interrupted GC"
         )
         if self.repair:
-            deleted = await self.files.recover_trash()
+            deleted = await self.files.recover()
             finding.repair = f"{len(names) - deleted} restored, {deleted} deleted"
 
     async def _check_uploads(self) -> None:
@@ -335,6 +342,25 @@ class Fsck:
                 continue
             await asyncio.to_thread(path.unlink, True)
             finding.repair = "deleted"
+
+    async def _check_repositories(self) -> None:
+        if self.owners is None:
+            return
+        findings = {
+            orphan.name: self.report.add(
+                "orphan-repository",
+                orphan.name,
+                f"no account's namespace and no Beaker image holds it ({orphan.manifests}"
+                " manifests); gc removes it once older than the grace period",
+            )
+            for orphan in await find_orphans(self.db, self.owners, time.time())
+        }
+        if not self.repair or not findings:
+            return
+        old = time.time() - self.grace_seconds
+        removed = set(await remove_orphans(self.db, self.owners, old))
+        for name, finding in findings.items():
+            finding.repair = "repository removed" if name in removed else "skipped (recent)"
 
     async def _move_aside(self, path: Path, name: str) -> Path:
         folder = self.root / LOST_AND_FOUND

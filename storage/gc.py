@@ -1,4 +1,5 @@
-"""Online garbage collection: unreferenced blobs, unheld manifests and expired upload sessions.
+"""Online garbage collection: unreferenced blobs, unheld manifests, orphan repositories and
+expired upload sessions.
 
 It runs while pushes and pulls go on (no read-only mode). What is live is computed in SQL from
 reference rows, never by walking files:
@@ -6,21 +7,23 @@ reference rows, never by walking files:
   (a referrer), by the Beaker image that pinned it, by its repository being immutable, or by
   being younger than the grace period; unheld manifests are collected only when
   `untagged_manifests` is on (pushes by digest are otherwise kept);
+- a repository is held by an account's namespace or a Beaker image (storage/orphans.py); one
+  that neither holds (an orphan) goes, with its tags, manifests and links, once older than the
+  grace period;
 - a blob is held by any manifest that references it, or by being created or linked into a
   repository within the grace period. Links are refreshed each time a client pushes, mounts or
   references the blob, so a push in flight never loses a blob it was told exists;
 - an upload session expires when nothing touched it for `upload_expiry_seconds`.
 
-Rows go first, in a transaction; files after the commit.
-
-Removing a blob file, while an upload of the same digest may be publishing (the protocol
-shared with storage/uploads.py). A publishing upload hard-links its staged file to the blob's
-path (unless a copy is there), commits the blob's row, and only then drops its staged link, or
-moves it into place if the path is empty by then. The collector renames the blob file into
-`trash/` first, then checks for a row: a row means a push re-created the blob meanwhile, and
-the file goes back; no row, and the file is deleted. Whatever the interleaving, a committed row
-ends with a file. A crash between the rename and the check leaves the file in `trash/`, which
-the next pass (or fsck) restores or deletes by the same rule.
+Removing a blob file, so that a kill at any moment leaves nothing the next pass does not
+reclaim, and a push of the same digest in the meantime keeps its blob (the protocol shared with
+storage/uploads.py is storage/trash.py's): the file is renamed into `trash/` first; then, in
+one transaction, the row is deleted if the blob is still unreferenced and old (a push may have
+referenced or linked it meanwhile); then the file in `trash/` is deleted, or put back if the
+row stayed. While its file is in `trash/` a blob answers as unknown: one batch's time. Each
+pass begins by settling what an interrupted one left in `trash/`, as does the server at start.
+An expired upload session's row goes only after its files, and after the blob file it may have
+left without a row, so that nothing it points at is forgotten.
 
 One collection runs at a time across every process on a data folder (a lock file).
 """
@@ -31,25 +34,25 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from storage.blobs import BlobStore, fsync_dir
 from storage.database import Database
 from storage.digests import Digest, InvalidDigest
+from storage.orphans import RepositoryOwners, remove_orphans
 from storage.sizes import human_bytes
+from storage.trash import BlobFiles
 
 log = logging.getLogger("beakerd.gc")
 
 _BATCH = 500
 LOCK_FILE = "gc.lock"
-TRASH_FOLDER = "trash"
 
 
 class GcBusy(RuntimeError):
@@ -67,6 +70,7 @@ class GcPolicy:
 class GcReport:
     dry_run: bool = False
     manifests: int = 0
+    repositories: int = 0
     blobs: int = 0
     blob_bytes: int = 0
     uploads: int = 0
@@ -80,14 +84,17 @@ class GcReport:
 
     @property
     def removed_anything(self) -> bool:
-        return bool(self.manifests or self.blobs or self.uploads or self.orphan_files)
+        return bool(
+            self.manifests or self.repositories or self.blobs or self.uploads or self.orphan_files
+        )
 
     def summary(self) -> str:
         verb = "would remove" if self.dry_run else "removed"
         return (
             f"gc: {verb} {self.blobs} blobs ({human_bytes(self.blob_bytes)}),"
-            f" {self.manifests} manifests, {self.uploads} upload sessions"
-            f" ({human_bytes(self.upload_bytes)}), {self.orphan_files} orphan files;"
+            f" {self.manifests} manifests, {self.repositories} orphan repositories,"
+            f" {self.uploads} upload sessions ({human_bytes(self.upload_bytes)}),"
+            f" {self.orphan_files} orphan files;"
             f" {human_bytes(self.freed_bytes)} {'to free' if self.dry_run else 'freed'}"
             f" in {self.seconds:.2f}s"
         )
@@ -112,92 +119,17 @@ async def gc_lock(root: Path) -> AsyncIterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-class BlobFiles:
-    """Removal of blob files by the trash protocol in this module's docstring."""
-
-    def __init__(self, db: Database, root: Path) -> None:
-        self.db = db
-        self.store = BlobStore(root / "blobs")
-        self.trash = root / TRASH_FOLDER
-
-    async def has_row(self, digest: str) -> bool:
-        row = await self.db.fetchone("SELECT 1 FROM blobs WHERE digest = ?", (digest,))
-        return row is not None
-
-    async def remove(self, digest: Digest) -> int | None:
-        """Delete the file of a blob that has no row; returns the bytes freed, None if kept."""
-        target = self.store.path(digest)
-        tomb = self.trash / f"{digest.algorithm}-{digest.hex}.{uuid.uuid4().hex[:12]}"
-        if not await asyncio.to_thread(_bury, target, tomb):
-            return None
-        if await self.has_row(str(digest)):
-            await asyncio.to_thread(_restore, tomb, target)
-            return None
-        return await asyncio.to_thread(_unlink_counting, tomb)
-
-    async def recover_trash(self) -> int:
-        """Settle files a crash left in trash/: restore those with rows, delete the rest."""
-        removed = 0
-        for tomb in await asyncio.to_thread(_list_files, self.trash):
-            digest = _tomb_digest(tomb.name)
-            if digest is not None and await self.has_row(str(digest)):
-                await asyncio.to_thread(_restore, tomb, self.store.path(digest))
-            else:
-                await asyncio.to_thread(_unlink_counting, tomb)
-                removed += 1
-        return removed
-
-
-def _bury(target: Path, tomb: Path) -> bool:
-    tomb.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.rename(target, tomb)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def _restore(tomb: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        os.link(tomb, target)  # a push may have put a fresh copy there already: same bytes
-    fsync_dir(target.parent)
-    tomb.unlink(missing_ok=True)
-
-
-def _unlink_counting(path: Path) -> int:
-    try:
-        size = path.stat().st_size
-        path.unlink()
-    except FileNotFoundError:
-        return 0
-    return size
-
-
-def _list_files(folder: Path) -> list[Path]:
-    try:
-        return [Path(e.path) for e in os.scandir(folder) if e.is_file(follow_symlinks=False)]
-    except FileNotFoundError:
-        return []
-
-
-def _tomb_digest(name: str) -> Digest | None:
-    algorithm, _, rest = name.partition("-")
-    try:
-        return Digest.parse(f"{algorithm}:{rest.split('.', 1)[0]}")
-    except InvalidDigest:
-        return None
-
-
 # Manifests a collection must keep. `live` starts from the roots and follows index entries and
-# referrers within a repository.
+# referrers within a repository. The second parameter is a JSON array of the [repository,
+# digest] pins of Beaker images.
 _LIVE_MANIFESTS = """
 WITH RECURSIVE live (repository_id, digest) AS (
     SELECT repository_id, digest FROM tags
     UNION SELECT repository_id, digest FROM manifests WHERE created_at >= ?
     UNION SELECT m.repository_id, m.digest FROM manifests m
         JOIN repositories r ON r.id = m.repository_id WHERE r.immutable
-    {image_roots}
+    UNION SELECT r.id, json_extract(p.value, '$[1]') FROM json_each(?) p
+        JOIN repositories r ON r.name = json_extract(p.value, '$[0]')
     UNION SELECT mr.repository_id, mr.child_digest FROM manifest_references mr
         JOIN live l ON l.repository_id = mr.repository_id AND l.digest = mr.manifest_digest
         WHERE mr.child_is_manifest = 1
@@ -208,11 +140,6 @@ SELECT m.repository_id, m.digest FROM manifests m
 WHERE NOT EXISTS (
     SELECT 1 FROM live l WHERE l.repository_id = m.repository_id AND l.digest = m.digest
 )
-"""
-
-_IMAGE_ROOTS = """
-    UNION SELECT r.id, i.digest FROM images i JOIN repositories r ON r.name = i.repository
-        WHERE i.digest IS NOT NULL
 """
 
 _UNREFERENCED_BLOBS = """
@@ -232,6 +159,7 @@ class GarbageCollector:
         root: Path,
         policy: GcPolicy,
         on_change: Callable[[], None] | None = None,
+        owners: RepositoryOwners | None = None,
     ) -> None:
         self.db = db
         self.root = root
@@ -240,6 +168,9 @@ class GarbageCollector:
         self.uploads_root = root / "uploads"
         # Called after a commit that removed manifests or blobs, so read caches drop them.
         self.on_change = on_change
+        # Who holds repositories (the layers above storage know); without it no repository
+        # counts as an orphan and no Beaker image pins a manifest.
+        self.owners = owners
 
     async def collect(self, dry_run: bool = False) -> GcReport:
         """One pass; raises GcBusy when another process is collecting."""
@@ -247,9 +178,11 @@ class GarbageCollector:
         report = GcReport(dry_run=dry_run)
         async with gc_lock(self.root):
             if not dry_run:
-                report.orphan_files += await self.files.recover_trash()
+                report.orphan_files += await self.files.recover()
             now = time.time()
             cutoff = now - self.policy.grace_seconds
+            if self.owners is not None:
+                await self._collect_repositories(self.owners, report, cutoff, dry_run)
             if self.policy.untagged_manifests:
                 await self._collect_manifests(report, cutoff, dry_run)
             if not dry_run:
@@ -262,19 +195,35 @@ class GarbageCollector:
         report.seconds = time.monotonic() - started
         return report
 
-    async def _image_roots(self) -> str:
-        row = await self.db.fetchone(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'images'"
-        )
-        return _IMAGE_ROOTS if row else ""
+    async def recover(self) -> None:
+        """Settle what an interrupted pass left in trash/, unless a collection is running."""
+        if not await self.files.anything_in_trash():
+            return
+        with contextlib.suppress(GcBusy):
+            async with gc_lock(self.root):
+                await self.files.recover()
+
+    async def _collect_repositories(
+        self, owners: RepositoryOwners, report: GcReport, cutoff: float, dry_run: bool
+    ) -> None:
+        removed = await remove_orphans(self.db, owners, cutoff, dry_run)
+        report.repositories += len(removed)
+        if removed and not dry_run and self.on_change:
+            self.on_change()
+
+    async def _pins(self) -> str:
+        pins = await self.owners.pins() if self.owners is not None else []
+        return json.dumps([list(pin) for pin in pins])
 
     async def _collect_manifests(self, report: GcReport, cutoff: float, dry_run: bool) -> None:
-        query = _LIVE_MANIFESTS.format(image_roots=await self._image_roots())
         if dry_run:
-            report.manifests += len(await self.db.fetchall(query, (cutoff,)))
+            dead = await self.db.fetchall(_LIVE_MANIFESTS, (cutoff, await self._pins()))
+            report.manifests += len(dead)
             return
         async with self.db.transaction() as conn:
-            dead = list(await conn.execute_fetchall(query, (cutoff,)))
+            # The pins are read inside the transaction: no image commits in between.
+            rows = await conn.execute_fetchall(_LIVE_MANIFESTS, (cutoff, await self._pins()))
+            dead = list(rows)
             # References and tags go with them (ON DELETE CASCADE).
             await conn.executemany(
                 "DELETE FROM manifests WHERE repository_id = ? AND digest = ?",
@@ -290,58 +239,71 @@ class GarbageCollector:
             report.blobs += len(rows)
             report.blob_bytes += sum(int(row["size"]) for row in rows)
             return
+        last = ""
         while True:
-            # Select and delete in one transaction: a manifest committed before it is seen,
-            # one committed after it finds the row gone (and its client pushes the blob again).
-            async with self.db.transaction() as conn:
-                rows = list(
-                    await conn.execute_fetchall(
-                        _UNREFERENCED_BLOBS + f" LIMIT {_BATCH}", (cutoff, cutoff)
-                    )
-                )
-                digests = [(str(row[0]),) for row in rows]
-                await conn.executemany("DELETE FROM repository_blobs WHERE digest = ?", digests)
-                await conn.executemany("DELETE FROM blobs WHERE digest = ?", digests)
-            if rows and self.on_change:
-                self.on_change()
-            for row in rows:
-                freed = await self._remove_file(str(row[0]))
-                if freed is not None:
-                    report.blobs += 1
-                    report.blob_bytes += freed
-            if len(rows) < _BATCH:
+            rows = await self.db.fetchall(
+                _UNREFERENCED_BLOBS + " AND b.digest > ? ORDER BY b.digest LIMIT ?",
+                (cutoff, cutoff, last, _BATCH),
+            )
+            if not rows:
                 return
+            last = str(rows[-1]["digest"])
+            digests = _parsed([str(row["digest"]) for row in rows])
+            if digests:
+                await self._remove_blobs(report, digests, cutoff)
 
-    async def _remove_file(self, digest: str) -> int | None:
+    async def _remove_blobs(self, report: GcReport, digests: list[Digest], cutoff: float) -> None:
+        """Files into trash/, then the rows still unreferenced, then the files of those."""
+        tombs = await self.files.bury(digests)
         try:
-            parsed = Digest.parse(digest)
-        except InvalidDigest:
-            return None
-        return await self.files.remove(parsed)
+            async with self.db.transaction() as conn:
+                # Checked again in the transaction that deletes: a manifest committed before
+                # it is seen, one committed after it finds the row gone (and its client pushes
+                # the blob again).
+                marks = ",".join("?" * len(digests))
+                dead = [
+                    str(row[0])
+                    for row in await conn.execute_fetchall(
+                        _UNREFERENCED_BLOBS + f" AND b.digest IN ({marks})",
+                        (cutoff, cutoff, *map(str, digests)),
+                    )
+                ]
+                await conn.executemany(
+                    "DELETE FROM repository_blobs WHERE digest = ?", [(d,) for d in dead]
+                )
+                await conn.executemany("DELETE FROM blobs WHERE digest = ?", [(d,) for d in dead])
+        except Exception:
+            # Nothing was deleted: every file goes back. (A cancellation leaves them to the
+            # next pass's recovery, which goes by the rows as they are then.)
+            await self.files.settle(tombs, ())
+            raise
+        if dead and self.on_change:
+            self.on_change()
+        report.blob_bytes += await self.files.settle(tombs, set(dead))
+        report.blobs += len({str(t.digest) for t in tombs} & set(dead))
 
     async def _collect_uploads(self, report: GcReport, expired: float, dry_run: bool) -> None:
         rows = await self.db.fetchall(
             "SELECT id, digest FROM uploads WHERE updated_at < ?", (expired,)
         )
-        if not dry_run and rows:
-            async with self.db.transaction() as conn:
-                await conn.executemany(
-                    "DELETE FROM uploads WHERE id = ? AND updated_at < ?",
-                    [(row["id"], expired) for row in rows],
-                )
         for row in rows:
             path = self.uploads_root / str(row["id"])
             report.uploads += 1
             if dry_run:
                 report.upload_bytes += await asyncio.to_thread(_size_or_zero, path)
                 continue
-            report.upload_bytes += await asyncio.to_thread(_unlink_counting, path)
-            await asyncio.to_thread(_unlink_counting, path.with_name(path.name + ".unshared"))
+            # Files first, the row last: the row is what remembers them.
             if row["digest"] and not await self.files.has_row(row["digest"]):
                 # The session died between linking its file into blobs/ and the row's commit.
-                if await self._remove_file(row["digest"]) is not None:
-                    report.orphan_files += 1
-        # Files whose session row was never committed (a crash inside `create`).
+                with contextlib.suppress(InvalidDigest):
+                    if await self.files.remove(Digest.parse(row["digest"])) is not None:
+                        report.orphan_files += 1
+            report.upload_bytes += await asyncio.to_thread(_unlink_counting, path)
+            await asyncio.to_thread(_unlink_counting, path.with_name(path.name + ".unshared"))
+            await self.db.execute(
+                "DELETE FROM uploads WHERE id = ? AND updated_at < ?", (row["id"], expired)
+            )
+        # Files whose session row was never committed (a crash inside `create`), or is gone.
         known = {str(row["id"]) for row in await self.db.fetchall("SELECT id FROM uploads")}
         for path in await asyncio.to_thread(_list_files, self.uploads_root):
             upload_id = path.name.split(".", 1)[0]
@@ -352,6 +314,30 @@ class GarbageCollector:
                 report.upload_bytes += await asyncio.to_thread(_size_or_zero, path)
             else:
                 report.upload_bytes += await asyncio.to_thread(_unlink_counting, path)
+
+
+def _parsed(digests: list[str]) -> list[Digest]:
+    parsed = []
+    for text in digests:
+        with contextlib.suppress(InvalidDigest):
+            parsed.append(Digest.parse(text))
+    return parsed
+
+
+def _unlink_counting(path: Path) -> int:
+    try:
+        size = path.stat().st_size
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    return size
+
+
+def _list_files(folder: Path) -> list[Path]:
+    try:
+        return [Path(e.path) for e in os.scandir(folder) if e.is_file(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
 
 
 def _size_or_zero(path: Path) -> int:
@@ -374,7 +360,12 @@ async def run_periodically(
     on_report: Callable[[GcReport], None] = lambda report: None,
 ) -> None:
     """The server's background pass: every `interval` seconds, logging what each pass freed
-    and handing its report to `on_report` (the server counts passes in its metrics)."""
+    and handing its report to `on_report` (the server counts passes in its metrics). At start
+    it settles what a killed pass left in trash/, so those blobs are served again at once."""
+    try:
+        await collector.recover()
+    except Exception:
+        log.exception("gc: recovering trash/ failed")
     while True:
         await asyncio.sleep(interval)
         try:

@@ -10,6 +10,8 @@ from dataclasses import asdict
 
 from beakerd.commands.datadir import data_exists, open_database
 from beakerd.settings import Settings
+from metadata.owners import BeakerRepositoryOwners
+from metadata.schema import MIGRATIONS as METADATA_MIGRATIONS
 from storage.fsck import Fsck, FsckReport
 from storage.gc import GcBusy
 from storage.sizes import human_bytes
@@ -26,7 +28,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "--repair",
         action="store_true",
         help="fix what is safe: adopt or delete orphan files, delete rows of missing unreferenced"
-        " blobs, move corrupt files to lost+found/, delete stale uploads",
+        " blobs, move corrupt files to lost+found/, delete stale uploads and orphan repositories",
     )
     fsck.add_argument(
         "--grace-seconds",
@@ -61,12 +63,13 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _check(settings: Settings, args: argparse.Namespace) -> FsckReport:
     grace = settings.gc_grace_seconds if args.grace_seconds is None else args.grace_seconds
-    async with open_database(settings) as db:
+    async with open_database(settings, [("metadata", METADATA_MIGRATIONS)]) as db:
         fsck = Fsck(
             db,
             settings.data_dir,
             repair=args.repair,
             grace_seconds=max(grace, 0.0),
             upload_expiry_seconds=settings.upload_expiry_seconds,
+            owners=BeakerRepositoryOwners(db),
         )
         return await fsck.run()

@@ -10,6 +10,8 @@ import time
 
 from beakerd.commands.datadir import data_exists, open_database
 from beakerd.settings import Settings
+from metadata.owners import BeakerRepositoryOwners
+from metadata.schema import MIGRATIONS as METADATA_MIGRATIONS
 from storage.gc import GarbageCollector, GcBusy, GcPolicy, GcReport
 from storage.generation import Generation
 
@@ -20,7 +22,8 @@ _BUSY_WAIT_SECONDS = 60.0
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gc = commands.add_parser(
         "gc",
-        help="remove unreferenced blobs, unheld manifests (if enabled) and expired uploads",
+        help="remove unreferenced blobs, unheld manifests (if enabled), orphan repositories"
+        " and expired uploads",
         description="Safe while the server runs: anything created or linked within the grace"
         " period is kept, so pushes in flight are not disturbed.",
     )
@@ -68,9 +71,11 @@ async def _collect(settings: Settings, args: argparse.Namespace) -> GcReport:
     root = settings.data_dir
     generation = Generation(root / "generation")
     try:
-        async with open_database(settings) as db:
+        async with open_database(settings, [("metadata", METADATA_MIGRATIONS)]) as db:
             # A running server's caches drop what this pass removes when the counter moves.
-            collector = GarbageCollector(db, root, policy_from(settings, args), generation.bump)
+            collector = GarbageCollector(
+                db, root, policy_from(settings, args), generation.bump, BeakerRepositoryOwners(db)
+            )
             return await _collect_when_free(collector, args.dry_run)
     finally:
         generation.close()

@@ -159,7 +159,7 @@ async def test_acknowledged_pushes_survive_repeated_kill_9(tmp_path: Path, worke
     with running_beakerd(tmp_path / "server", ["--workers", str(workers)]) as server:
         for round_no in range(ROUNDS):
             shared = random_bytes(64 << 10)
-            prefix = f"tester/crash/r{round_no}"
+            prefix = f"{server.username}/crash/r{round_no}"
             pushes = [
                 *(image_push(f"{prefix}/image{i}", shared) for i in range(3)),
                 *(chunked_push(f"{prefix}/chunked{i}") for i in range(2)),

@@ -30,10 +30,10 @@ async def test_fsck_reports_every_kind_of_damage_and_repair_never_drops_a_refere
 ) -> None:
     server = fresh_beakerd
     client = RegistryClient(server, http)
-    image = make_image("fsck/app", "v1", [random_bytes(40_000), random_bytes(50_000)])
+    image = make_image("tester/fsck/app", "v1", [random_bytes(40_000), random_bytes(50_000)])
     await client.push_image(image)
-    unreferenced = await client.push_blob("fsck/loose", random_bytes(30_000))
-    stale_session = await client.start_upload("fsck/loose")
+    unreferenced = await client.push_blob("tester/fsck/loose", random_bytes(30_000))
+    stale_session = await client.start_upload("tester/fsck/loose")
     await client.patch(stale_session, b"partial", 0)
     code, report = fsck_json(server.data_dir)
     assert (code, finding_kinds(report)) == (0, [])
@@ -79,6 +79,6 @@ async def test_fsck_reports_every_kind_of_damage_and_repair_never_drops_a_refere
     code, report = fsck_json(server.data_dir)
     assert sorted(f["subject"] for f in report["findings"]) == sorted([corrupt_layer, lost_layer])
     for layer in image.layers:
-        await client.push_blob("fsck/app", layer)
+        await client.push_blob("tester/fsck/app", layer)
     assert fsck_json(server.data_dir)[0] == 0
-    assert await client.pull_image("fsck/app", "v1") == []
+    assert await client.pull_image("tester/fsck/app", "v1") == []

@@ -19,6 +19,7 @@ from tests.durability.helpers import (
     RegistryClient,
     beakerd_cli,
     fsck_in_process,
+    fsck_json,
     gc_json,
     make_image,
     random_bytes,
@@ -45,13 +46,13 @@ async def test_gc_removes_unreferenced_blobs_after_grace_and_keeps_referenced_on
     server = quiet_server
     client = RegistryClient(server, http)
     base = random_bytes(100_000)
-    kept = make_image("gc/kept", "v1", [base, random_bytes(50_000)])
-    untagged = make_image("gc/untagged", "v1", [base, random_bytes(60_000)])
+    kept = make_image("tester/gc/kept", "v1", [base, random_bytes(50_000)])
+    untagged = make_image("tester/gc/untagged", "v1", [base, random_bytes(60_000)])
     await client.push_image(kept)
     await client.push_image(untagged)
-    await client.delete_manifest("gc/untagged", "v1")
+    await client.delete_manifest("tester/gc/untagged", "v1")
     loose = random_bytes(70_000)
-    loose_digest = await client.push_blob("gc/loose", loose)
+    loose_digest = await client.push_blob("tester/gc/loose", loose)
 
     # Everything is younger than the default grace period (1 h): nothing goes.
     assert gc_json(server.data_dir)["blobs"] == 0
@@ -62,16 +63,16 @@ async def test_gc_removes_unreferenced_blobs_after_grace_and_keeps_referenced_on
     report = gc_json(server.data_dir, "--grace-seconds", "0")
     assert (report["blobs"], report["blob_bytes"], report["manifests"]) == (1, len(loose), 0)
     assert not on_disk(server, loose_digest)
-    assert await client.get_blob("gc/loose", loose_digest) is None
+    assert await client.get_blob("tester/gc/loose", loose_digest) is None
     # The untagged manifest is kept while untagged collection is off, and so are its blobs.
-    assert await client.pull_image("gc/untagged", untagged.digest) == []
+    assert await client.pull_image("tester/gc/untagged", untagged.digest) == []
 
     report = gc_json(server.data_dir, "--grace-seconds", "0", "--untagged-manifests")
     assert report["manifests"] == 1
     assert report["blobs"] == 2  # its config and unique layer; the shared base stays
     assert report["blob_bytes"] == len(untagged.config) + len(untagged.layers[1])
-    assert await client.get_manifest("gc/untagged", untagged.digest) is None
-    assert await client.pull_image("gc/kept", "v1") == []
+    assert await client.get_manifest("tester/gc/untagged", untagged.digest) is None
+    assert await client.pull_image("tester/gc/kept", "v1") == []
     assert await fsck_in_process(server.data_dir) == []
 
 
@@ -81,18 +82,18 @@ async def test_gc_keeps_index_children_referrers_and_beaker_image_pins(
     server = quiet_server
     client = RegistryClient(server, http)
     # An index tagged, over a child pushed by digest only.
-    child = make_image("gc/multi", "unused", [random_bytes(10_000)])
+    child = make_image("tester/gc/multi", "unused", [random_bytes(10_000)])
     await client.push_image_by_digest(child)
     index = json.dumps({
         "schemaVersion": 2, "mediaType": OCI_INDEX,
         "manifests": [{"mediaType": OCI_MANIFEST, "digest": child.digest,
                        "size": len(child.manifest)}],
     }).encode()  # fmt: skip
-    await client.push_manifest("gc/multi", "v1", index, OCI_INDEX)
+    await client.push_manifest("tester/gc/multi", "v1", index, OCI_INDEX)
     # A referrer (untagged) of a tagged image.
-    subject = make_image("gc/signed", "v1", [random_bytes(10_000)])
+    subject = make_image("tester/gc/signed", "v1", [random_bytes(10_000)])
     await client.push_image(subject)
-    referrer = make_image("gc/signed", "unused", [random_bytes(1_000)])
+    referrer = make_image("tester/gc/signed", "unused", [random_bytes(1_000)])
     referrer.set_subject(subject)
     await client.push_image_by_digest(referrer)
     # A Beaker image's pinned manifest (untagged here to prove the pin alone holds it).
@@ -106,21 +107,21 @@ async def test_gc_keeps_index_children_referrers_and_beaker_image_pins(
             (time.time(), time.time(), pinned.digest),
         )
     # And one manifest nothing holds.
-    lonely = make_image("gc/lonely", "unused", [random_bytes(10_000)])
+    lonely = make_image("tester/gc/lonely", "unused", [random_bytes(10_000)])
     await client.push_image_by_digest(lonely)
 
     report = gc_json(server.data_dir, "--grace-seconds", "0", "--untagged-manifests")
     assert report["manifests"] == 1
     assert report["blobs"] == 2  # the lonely manifest's config and layer
-    assert await client.get_manifest("gc/lonely", lonely.digest) is None
+    assert await client.get_manifest("tester/gc/lonely", lonely.digest) is None
     for name, reference in [
-        ("gc/multi", child.digest),
-        ("gc/signed", referrer.digest),
-        ("gc/signed", "v1"),
+        ("tester/gc/multi", child.digest),
+        ("tester/gc/signed", referrer.digest),
+        ("tester/gc/signed", "v1"),
         ("gc/beaker-image", pinned.digest),
     ]:
         assert await client.pull_image(name, reference) == [], (name, reference)
-    assert await client.get_manifest("gc/multi", "v1") == index
+    assert await client.get_manifest("tester/gc/multi", "v1") == index
 
 
 async def test_gc_expires_idle_upload_sessions_with_their_files(
@@ -128,7 +129,7 @@ async def test_gc_expires_idle_upload_sessions_with_their_files(
 ) -> None:
     server = quiet_server
     client = RegistryClient(server, http)
-    session = await client.start_upload("gc/uploads")
+    session = await client.start_upload("tester/gc/uploads")
     await client.patch(session, b"y" * 5000, 0)
     assert gc_json(server.data_dir)["uploads"] == 0  # idle for less than a day
 
@@ -162,7 +163,9 @@ async def test_images_pull_whole_while_background_gc_runs_during_pushes_and_dele
             n = 0
             while time.monotonic() < deadline:
                 n += 1
-                image = make_image(f"gcload/w{worker}", f"t{n}", [base, random_bytes(30_000)])
+                image = make_image(
+                    f"tester/gcload/w{worker}", f"t{n}", [base, random_bytes(30_000)]
+                )
                 await client.push_image(image)
                 problems.extend(await client.pull_image(image.repository, image.tag))
                 if rng.random() < 0.5:
@@ -187,3 +190,49 @@ async def test_images_pull_whole_while_background_gc_runs_during_pushes_and_dele
             f"\ngc under load: {len(kept) + deleted} images pushed, {deleted} deleted,"
             f" {len(passes)} background passes freed blobs, {freed} blobs freed in all"
         )
+
+
+async def test_gc_removes_orphan_repositories_that_fsck_reported_and_keeps_owned_ones(
+    quiet_server: Server, http: aiohttp.ClientSession
+) -> None:
+    server = quiet_server
+    client = RegistryClient(server, http)
+    api = {"Authorization": f"Bearer {server.password}", "Content-Type": "application/json"}
+    async with http.post(
+        f"{server.url}/api/v3/images",
+        params={"name": "doomed"},
+        json={"workspace": "tester/default", "imageID": "sha256:" + "0" * 64, "imageTag": "x"},
+        headers=api,
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        image = await resp.json()
+    image_repository = image["dockerTag"].split("/", 1)[1]
+    shared = random_bytes(20_000)
+    owned = make_image("tester/gc/owned", "v1", [shared, random_bytes(10_000)])
+    of_image = make_image(image_repository, "latest", [shared, random_bytes(10_000)])
+    for pushed in (owned, of_image):
+        await client.push_image(pushed)
+    async with http.delete(f"{server.url}/api/v3/images/{image['id']}", headers=api) as resp:
+        assert resp.status == 204
+    # A push after the image is gone (a stale credential) brings its repository back, and an
+    # admin may push outside every namespace: neither repository has an owner.
+    stale = make_image(image_repository, "latest", [random_bytes(10_000)])
+    nobody = make_image("nobody/app", "v1", [shared, random_bytes(10_000)])
+    for pushed in (stale, nobody):
+        await client.push_image(pushed)
+
+    _, report = fsck_json(server.data_dir)
+    orphans = {f["subject"] for f in report["findings"] if f["kind"] == "orphan-repository"}
+    assert orphans == {image_repository, "nobody/app"}
+    assert gc_json(server.data_dir)["repositories"] == 0  # younger than the grace period
+
+    report = gc_json(server.data_dir, "--grace-seconds", "0")
+    assert report["repositories"] == 2
+    # A config and a layer each of the two orphans and of the deleted image's content; the
+    # layer they shared with an owned image stays.
+    assert report["blobs"] == 3 * 2
+    for name, pushed in ((image_repository, stale), ("nobody/app", nobody)):
+        assert await client.get_manifest(name, pushed.tag) is None
+    assert await client.pull_image("tester/gc/owned", "v1") == []
+    code, final = fsck_json(server.data_dir)
+    assert (code, final["findings"]) == (0, [])
