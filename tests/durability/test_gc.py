@@ -16,6 +16,7 @@ import pytest
 from tests.durability.helpers import (
     OCI_INDEX,
     OCI_MANIFEST,
+    PushRefused,
     RegistryClient,
     beakerd_cli,
     fsck_in_process,
@@ -97,8 +98,8 @@ async def test_gc_keeps_index_children_referrers_and_beaker_image_pins(
     referrer.set_subject(subject)
     await client.push_image_by_digest(referrer)
     # A Beaker image's pinned manifest (untagged here to prove the pin alone holds it).
+    # The image and its repository exist first, as creating an image makes them.
     pinned = make_image("gc/beaker-image", "unused", [random_bytes(10_000)])
-    await client.push_image_by_digest(pinned)
     with sqlite3.connect(server.data_dir / "beakerd.db", timeout=30) as db:
         db.execute("PRAGMA foreign_keys = OFF")
         db.execute(
@@ -106,6 +107,11 @@ async def test_gc_keeps_index_children_referrers_and_beaker_image_pins(
             " digest) VALUES ('im-gc', 'ac', 'ws', 'gc/beaker-image', ?, ?, ?)",
             (time.time(), time.time(), pinned.digest),
         )
+        db.execute(
+            "INSERT INTO repositories (name, created_at) VALUES ('gc/beaker-image', ?)",
+            (time.time(),),
+        )
+    await client.push_image_by_digest(pinned)
     # And one manifest nothing holds.
     lonely = make_image("tester/gc/lonely", "unused", [random_bytes(10_000)])
     await client.push_image_by_digest(lonely)
@@ -214,12 +220,20 @@ async def test_gc_removes_orphan_repositories_that_fsck_reported_and_keeps_owned
         await client.push_image(pushed)
     async with http.delete(f"{server.url}/api/v3/images/{image['id']}", headers=api) as resp:
         assert resp.status == 204
-    # A push after the image is gone (a stale credential) brings its repository back, and an
-    # admin may push outside every namespace: neither repository has an owner.
+    # Neither a push after the image is gone nor one outside every namespace makes a
+    # repository any more...
     stale = make_image(image_repository, "latest", [random_bytes(10_000)])
     nobody = make_image("nobody/app", "v1", [shared, random_bytes(10_000)])
     for pushed in (stale, nobody):
-        await client.push_image(pushed)
+        with pytest.raises(PushRefused) as refused:
+            await client.push_image(pushed)
+        assert refused.value.status == 404
+    # ...but a data folder from before this rule may hold such repositories.
+    with sqlite3.connect(server.data_dir / "beakerd.db", timeout=30) as db:
+        for name in (image_repository, "nobody/app"):
+            db.execute(
+                "INSERT INTO repositories (name, created_at) VALUES (?, ?)", (name, time.time())
+            )
 
     _, report = fsck_json(server.data_dir)
     orphans = {f["subject"] for f in report["findings"] if f["kind"] == "orphan-repository"}
@@ -228,11 +242,14 @@ async def test_gc_removes_orphan_repositories_that_fsck_reported_and_keeps_owned
 
     report = gc_json(server.data_dir, "--grace-seconds", "0")
     assert report["repositories"] == 2
-    # A config and a layer each of the two orphans and of the deleted image's content; the
-    # layer they shared with an owned image stays.
-    assert report["blobs"] == 3 * 2
-    for name, pushed in ((image_repository, stale), ("nobody/app", nobody)):
-        assert await client.get_manifest(name, pushed.tag) is None
+    # The deleted image's config and layer; the layer it shared with an owned image stays.
+    assert report["blobs"] == 2
+    with sqlite3.connect(server.data_dir / "beakerd.db", timeout=30) as db:
+        left = db.execute(
+            "SELECT count(*) FROM repositories WHERE name IN (?, 'nobody/app')",
+            (image_repository,),
+        ).fetchone()
+    assert left == (0,)
     assert await client.pull_image("tester/gc/owned", "v1") == []
     code, final = fsck_json(server.data_dir)
     assert (code, final["findings"]) == (0, [])
