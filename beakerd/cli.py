@@ -23,6 +23,9 @@ _SETTINGS_FROM_ARGS = (
     "workers",
     "shutdown_grace_seconds",
     "access_log",
+    "header_read_timeout_seconds",
+    "keepalive_timeout_seconds",
+    "max_connections",
 )
 
 Command = Callable[[Settings, argparse.Namespace], int]
