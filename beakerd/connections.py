@@ -23,7 +23,9 @@ Events that can come by the thousand are logged through throttled_log.Throttled;
 counted in `beakerd_connections_dropped_total{reason}`.
 
 What this reads of aiohttp's RequestHandler beyond its protocol interface: `_request_count`
-(heads parsed so far) and `_request_in_progress` (a handler is running), as workers._drain does.
+(heads parsed so far) and `_waiter` (pending while it waits for the next request, which is
+also what aiohttp's own keep-alive check looks at). Not `_request_in_progress`: between a head
+being parsed and its handler starting, that is still false while body bytes arrive.
 """
 
 from __future__ import annotations
@@ -102,14 +104,18 @@ class Connection(asyncio.Protocol):
     # -- state the table reads -------------------------------------------------------------
 
     @property
-    def head_pending(self) -> bool:
-        """Waiting for a request head (or a TLS handshake) to complete."""
-        return self.deadline is not None and not self.busy
+    def waiting(self) -> bool:
+        """No request is being read or served: nothing is lost if this connection closes."""
+        handler = self.handler
+        if handler is None:
+            return True
+        waiter = handler._waiter
+        return waiter is not None and not waiter.done()
 
     @property
-    def busy(self) -> bool:
-        """A request is being served: never displaced to make room."""
-        return self.handler is not None and bool(self.handler._request_in_progress)
+    def head_pending(self) -> bool:
+        """Waiting for a request head (or a TLS handshake) to complete."""
+        return self.deadline is not None and self.waiting
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -186,7 +192,7 @@ class Connection(asyncio.Protocol):
         if heads != self.heads:
             self.heads = heads
             self._disarm()
-        elif self.deadline is None and not handler._request_in_progress:
+        elif self.deadline is None and self.waiting:
             self._arm(self.table.limits.header_read_timeout)  # a new head has begun
 
     def eof_received(self) -> bool | None:
@@ -253,7 +259,7 @@ class Connection(asyncio.Protocol):
     def _head_timed_out(self) -> None:
         self.deadline = None
         handler = self.handler
-        if handler is not None and (handler._request_count != self.heads or self.busy):
+        if handler is not None and (handler._request_count != self.heads or not self.waiting):
             return
         log.debug(
             "closing a connection whose request head did not arrive within %gs",
@@ -287,7 +293,7 @@ class ConnectionTable:
         self.ssl_context = ssl_context
         self.live: dict[Connection, None] = {}  # insertion order: oldest first
         self.told: set[str] = set()
-        # Called once when a connection closes after has_room() said no.
+        # Called once when a connection closes after make_room() said no.
         self.on_room: Callable[[], None] | None = None
         self.evicting = Throttled(
             log, "%d connections open, the limit: closing the longest-waiting idle ones"
@@ -299,10 +305,12 @@ class ConnectionTable:
     def __len__(self) -> int:
         return len(self.live)
 
-    def has_room(self) -> bool:
-        """Whether one more connection may open, displacing an idle one if need be."""
-        if len(self.live) < self.limits.cap:
-            return True
+    @property
+    def at_cap(self) -> bool:
+        return len(self.live) >= self.limits.cap
+
+    def make_room(self) -> bool:
+        """At the cap: close the longest-waiting idle connection; False if all are busy."""
         victim = self._longest_waiting()
         if victim is None:
             self.full.note(len(self.live))
@@ -316,7 +324,7 @@ class ConnectionTable:
         for conn in self.live:
             if conn.head_pending:
                 return conn
-            if idle is None and not conn.busy:
+            if idle is None and conn.waiting:
                 idle = conn
         return idle
 

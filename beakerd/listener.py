@@ -8,9 +8,10 @@ connection choose between TLS and a plain answer (beakerd/connections.py). Here:
 - `bind` creates the listeners before the app starts, so a taken port fails at once and the
   "listening" line is only logged once the server does listen;
 - `Acceptor` accepts in batches when a listener is readable, hands each socket to the
-  ConnectionTable, and stops accepting (connections wait in the backlog) while the table is
-  full of busy connections or the process is out of descriptors: one warning per interval
-  then, not one per accept;
+  ConnectionTable (at its cap, once it has closed an idle connection to make room), and stops
+  accepting while the table is full of busy connections or the process is out of
+  descriptors: new connections wait in the listen backlog, and the log gets one warning per
+  interval, not one per accept;
 - `GuardedSite` plugs that into aiohttp's runner, so graceful shutdown (workers._drain) and
   runner.cleanup stop it like any site.
 """
@@ -107,7 +108,15 @@ class Acceptor:
 
     def _ready(self, listener: socket.socket) -> None:
         table = self.table
-        for _ in range(_ACCEPT_BATCH):
+        for attempt in range(_ACCEPT_BATCH):
+            if table.at_cap:
+                if attempt:
+                    return  # if more are waiting, the listener is still readable
+                if not table.make_room():
+                    # Every connection is busy: new ones wait in the backlog until one closes.
+                    self._pause()
+                    table.on_room = self._resume
+                    return
             try:
                 sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError, ConnectionAbortedError):
@@ -122,11 +131,6 @@ class Acceptor:
                 self._pause()
                 table.on_room = self._resume
                 self.retry = asyncio.get_running_loop().call_later(_RETRY_SECONDS, self._resume)
-                return
-            if not table.has_room():
-                sock.close()  # refused; the rest wait in the backlog until one closes
-                self._pause()
-                table.on_room = self._resume
                 return
             sock.setblocking(False)
             table.open(sock)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import http.client
+import os
 import resource
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.ops.helpers import call, metric_value
+from tests.ops.helpers import basic_auth, call, metric_value, start_upload
 from tests.server import Server, _spawn, _wait_ready, free_port, running_beakerd
 
 HALF_HEAD = b"GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1\r\nUser-Agent: slow"
@@ -32,20 +33,22 @@ def _closed_by_server(sock: socket.socket, within: float) -> bool:
     return True
 
 
-def _limit_fds_to_1024() -> None:
-    # Soft and hard alike, so the server cannot raise its way out of it.
-    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 1024))
-
-
 @contextlib.contextmanager
-def _fd_limited_beakerd(tmp: Path, extra_args: list[str]) -> Iterator[Server]:
+def _fd_limited_beakerd(
+    tmp: Path, extra_args: list[str], soft: int = 1024, hard: int = 1024
+) -> Iterator[Server]:
+    """A beakerd started with RLIMIT_NOFILE at `soft`/`hard` (by default 1024 for both, so
+    the server cannot raise its way out of it)."""
     home, data_dir, log_path = tmp / "home", tmp / "data", tmp / "beakerd.log"
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     original = subprocess.Popen.__init__
 
+    def set_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
     def limited(self: subprocess.Popen[bytes], *args: object, **kwargs: object) -> None:
-        original(self, *args, preexec_fn=_limit_fds_to_1024, **kwargs)  # type: ignore[arg-type]
+        original(self, *args, preexec_fn=set_limit, **kwargs)  # type: ignore[arg-type]
 
     subprocess.Popen.__init__ = limited  # type: ignore[assignment,method-assign]
     try:
@@ -183,9 +186,7 @@ def test_accept_failing_for_lack_of_descriptors_is_one_warning_not_a_flood() -> 
 
     class Table:
         on_room = None
-
-        def has_room(self) -> bool:
-            return True
+        at_cap = False
 
     records: list[logging.LogRecord] = []
 
@@ -216,3 +217,51 @@ def test_accept_failing_for_lack_of_descriptors_is_one_warning_not_a_flood() -> 
     warnings = [r for r in records if "cannot accept connections" in r.getMessage()]
     assert len(warnings) == 1, [r.getMessage() for r in records]
     assert "Too many open files" in warnings[0].getMessage()
+
+
+def test_server_raises_its_soft_fd_limit_to_the_hard_one(tmp_path: Path) -> None:
+    with _fd_limited_beakerd(tmp_path, [], soft=1024, hard=4096) as server:
+        limits = Path(f"/proc/{server.proc.pid}/limits").read_text()
+        row = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+        assert row.split()[3:5] == ["4096", "4096"], row
+    # The cap follows the raised limit: (4096 - 64 spare) // 2, not 480.
+    assert "at most 2016 connections per process" in server.log()
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_at_the_cap_with_every_connection_busy_new_ones_wait_without_spinning(
+    tmp_path: Path,
+) -> None:
+    with running_beakerd(tmp_path, ["--max-connections", "2"]) as server:
+        uploads = []
+        for n in range(2):
+            location = start_upload(server, f"tester/busy{n}")
+            sock = socket.create_connection(("127.0.0.1", server.port))
+            head = (
+                f"PATCH {location} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                f"Authorization: {basic_auth(server)['Authorization']}\r\n"
+                "Content-Type: application/octet-stream\r\nContent-Length: 2000\r\n\r\n"
+            )
+            sock.sendall(head.encode() + b"x" * 1000)  # half the body: the handler is busy
+            uploads.append(sock)
+        time.sleep(0.5)
+        waiting = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        waiting.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        cpu_before = _cpu_seconds(server.proc.pid)
+        waiting.settimeout(2)
+        with contextlib.suppress(TimeoutError):
+            early = waiting.recv(65536)
+            raise AssertionError(f"served past the cap while both were busy: {early!r}")
+        # Waiting in the backlog costs nothing: no accept-and-close loop.
+        assert _cpu_seconds(server.proc.pid) - cpu_before < 0.5
+        uploads[0].sendall(b"x" * 1000)  # the first upload completes; its slot frees
+        uploads[0].settimeout(10)
+        assert uploads[0].recv(65536).startswith(b"HTTP/1.1 202")
+        waiting.settimeout(10)
+        assert waiting.recv(65536).startswith(b"HTTP/1.1 200")
+        for sock in (*uploads, waiting):
+            sock.close()
