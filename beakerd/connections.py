@@ -163,6 +163,7 @@ class Connection(asyncio.Protocol):
             if context is not None:
                 log.debug("TLS handshake failed: %s", e)
                 metrics.connections_dropped.inc(1.0, ("tls_handshake_failed",))
+            self._disarm()
             self._forget()
         finally:
             self.opening = None
@@ -178,11 +179,12 @@ class Connection(asyncio.Protocol):
         if handler is None:
             if self.answered:
                 return  # what follows an answered odd first chunk is dropped
-            if self.table.ssl_context is not None and not self.encrypted:
+            if self.table.ssl_context is None:
+                if data[0] == TLS_HANDSHAKE:
+                    self._answer(TLS_ON_PLAIN_ANSWER, "tls_on_plain")
+                    return
+            elif not self.encrypted:
                 self._answer(HTTP_ON_TLS_ANSWER, "http_on_tls")
-                return
-            if data[0] == TLS_HANDSHAKE:
-                self._answer(TLS_ON_PLAIN_ANSWER, "tls_on_plain")
                 return
             assert self.transport is not None
             handler = self.handler = self.table.server()
