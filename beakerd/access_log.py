@@ -11,7 +11,9 @@ records its name under `ACCOUNT_NAME` (registry/access.py); nothing is looked up
 Lines have the shapes beakerd/logging_setup.py gives every record (text or JSON, chosen by
 `--log-format`), but skip the logging machinery: they are formatted here and written to stderr
 in batches, at most 0.1 s late. A LogRecord and a write per request cost about 40 us, which
-is a fifth of a cached manifest GET. `--no-access-log` (or a level above info on the
+is a fifth of a cached manifest GET. A request whose client hung up before its answer
+(beakerd/disconnects.py) is logged as "client closed the connection" and counted apart from
+the answered ones. `--no-access-log` (or a level above info on the
 `beakerd.access` logger) turns the lines off; the metrics stay.
 """
 
@@ -32,6 +34,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
 from beakerd import metrics
+from beakerd.disconnects import CLIENT_CLOSED
 from registry.access import ACCOUNT_NAME
 
 ACCESS_LOGGER = "beakerd.access"
@@ -149,19 +152,24 @@ class AccessLogger(AbstractAccessLogger):
         method = request.method
         status = response.status
         received = getattr(request.content, "total_bytes", 0)
-        sent = bytes_sent(request, response)
         labels = (route,)
-        metrics.http_requests.inc(1.0, (route, method, str(status)))
         if received:
             metrics.http_request_bytes.inc(received, labels)
-        metrics.http_response_bytes.inc(sent, labels)
-        metrics.http_duration.observe(time, (route, method))
+        if status == CLIENT_CLOSED:
+            sent = 0
+            metrics.http_client_disconnects.inc(1.0, (route, method))
+        else:
+            sent = bytes_sent(request, response)
+            metrics.http_requests.inc(1.0, (route, method, str(status)))
+            metrics.http_response_bytes.inc(sent, labels)
+            metrics.http_duration.observe(time, (route, method))
         if not self.logger.isEnabledFor(logging.INFO):
             return
         account = account_of(request)
         duration_ms = round(time * 1000.0, 2)
         path = request.raw_path
-        message = f"{method} {path} {status} {sent}B {duration_ms:.2f}ms account={account or '-'}"
+        outcome = "client closed the connection" if status == CLIENT_CLOSED else f"{status} {sent}B"
+        message = f"{method} {path} {outcome} {duration_ms:.2f}ms account={account or '-'}"
         if self.json:
             line = json.dumps(
                 {

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from beakerd import health, metrics
+from beakerd.disconnects import client_disconnects
 from beakerd.settings import Settings
 from metadata.authority import BeakerAuthority
 from metadata.context import METADATA
@@ -36,7 +37,9 @@ REGISTRY_SERVICE = "beakerd"
 
 
 def create_app(settings: Settings) -> web.Application:
-    app = web.Application(middlewares=[registry_errors, registry_auth], client_max_size=4 << 20)
+    app = web.Application(
+        middlewares=[client_disconnects, registry_errors, registry_auth], client_max_size=4 << 20
+    )
     app[SETTINGS] = settings
     app[BODY_READ_TIMEOUT] = settings.body_read_timeout_seconds
     app[AUTH_POLICY] = AuthPolicy(

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from beakerd.commands import accounts, fsck, gc, serve
 from beakerd.logging_setup import configure_logging
@@ -23,29 +24,50 @@ _SETTINGS_FROM_ARGS = (
     "workers",
     "shutdown_grace_seconds",
     "access_log",
+    "header_read_timeout_seconds",
+    "keepalive_timeout_seconds",
+    "max_connections",
 )
 
 Command = Callable[[Settings, argparse.Namespace], int]
 
 
+class _Parser(argparse.ArgumentParser):
+    """A parser that takes the shared options, as does every subparser made from it.
+
+    argparse makes subparsers of their parent's class, so `beakerd account add NAME
+    --data-dir D` parses like `beakerd --data-dir D account add NAME`, at any depth. The
+    defaults are SUPPRESS: an option not given at one level leaves what another level set.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        shared = self.add_argument_group("shared options (before or after the command)")
+        shared.add_argument(
+            "--config",
+            type=Path,
+            default=argparse.SUPPRESS,
+            help="settings file, YAML or TOML (default: $BEAKERD_CONFIG)",
+        )
+        shared.add_argument(
+            "--data-dir", default=argparse.SUPPRESS, help="where blobs and the database live"
+        )
+        shared.add_argument(
+            "--log-level", default=argparse.SUPPRESS, help="debug, info, warning or error"
+        )
+        shared.add_argument(
+            "--log-format",
+            default=argparse.SUPPRESS,
+            help="text (default) or json, one object per line",
+        )
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="beakerd", description=__doc__)
+    parser = _Parser(prog="beakerd", description=__doc__)
     parser.add_argument("--version", action="version", version=f"beakerd {version('beakerd')}")
-    parser.add_argument("--data-dir", help="where blobs and the database live")
-    parser.add_argument("--log-level", help="debug, info, warning or error")
-    parser.add_argument("--log-format", help="text (default) or json, one object per line")
-    parser.add_argument(
-        "--config", type=Path, help="settings file, YAML or TOML (default: $BEAKERD_CONFIG)"
-    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (serve, gc, fsck, accounts):
         module.register(commands)
-    # Accept the shared options after the subcommand too: `beakerd serve --data-dir D`.
-    for sub in commands.choices.values():
-        sub.add_argument("--data-dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        sub.add_argument("--log-level", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        sub.add_argument("--log-format", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        sub.add_argument("--config", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return parser
 
 

@@ -182,6 +182,17 @@ http_duration = Histogram(
     ("route", "method"),
     (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+http_client_disconnects = Counter(
+    "beakerd_http_client_disconnects_total",
+    "Requests whose client closed the connection before the answer, by route pattern and method.",
+    ("route", "method"),
+)
+connections_dropped = Counter(
+    "beakerd_connections_dropped_total",
+    "Connections closed before serving a request, by reason: tls_on_plain, http_on_tls,"
+    " head_timeout, tls_handshake_failed, evicted (longest-idle, at max_connections).",
+    ("reason",),
+)
 gc_runs = Counter("beakerd_gc_runs_total", "Garbage-collection passes completed.")
 gc_blobs_removed = Counter("beakerd_gc_blobs_removed_total", "Blobs deleted by garbage collection.")
 gc_bytes_freed = Counter("beakerd_gc_bytes_freed_total", "Bytes freed by garbage collection.")
@@ -209,6 +220,8 @@ METRICS: tuple[Metric, ...] = (
     http_request_bytes,
     http_response_bytes,
     http_duration,
+    http_client_disconnects,
+    connections_dropped,
     gc_runs,
     gc_blobs_removed,
     gc_bytes_freed,

@@ -73,6 +73,15 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     # On SIGTERM: how long requests in flight may take to finish before they are cut off.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
+    # -- connections (beakerd/connections.py) --
+    # A request's line and headers must arrive whole within this long of their first byte (of
+    # the connection's opening, for its first request, TLS handshake included); else it closes.
+    header_read_timeout_seconds: float = Field(default=20.0, gt=0, le=3600)
+    # A keep-alive connection with no request in flight is closed after this long.
+    keepalive_timeout_seconds: float = Field(default=75.0, gt=0, le=86400)
+    # Connections one process holds at once, lowered to fit its file-descriptor limit; past
+    # it a new connection displaces the longest-idle one, or waits in the listen backlog.
+    max_connections: int = Field(default=4096, ge=1, le=1_000_000)
 
     @classmethod
     def settings_customise_sources(

@@ -2,7 +2,8 @@
 
 With N workers the parent process
 1. checks that the port is free (a plain bind: SO_REUSEPORT alone would let a second beakerd
-   silently share the port) and, for port 0, picks one;
+   silently share the port) and, for port 0, picks one; a taken port is one line on stderr
+   and exit status 2, as with one process;
 2. prepares the data folder once by starting and stopping the app without serving: folders,
    the signing key, database migrations and the first-start bootstrap all happen here, so
    workers never race to create them (each is idempotent and race-tolerant anyway);
@@ -13,6 +14,11 @@ With N workers the parent process
    when the port is taken: then everything stops with exit status 1); SIGTERM or SIGINT is
    passed to every worker, which stops accepting, lets requests in flight finish within
    `shutdown_grace_seconds`, and exits. After that plus a margin, stragglers get SIGKILL.
+   Each worker sends SIGUSR1 once it listens; "listening" is logged when all of them have.
+
+Each process raises its file-descriptor limit and serves through beakerd/listener.py and
+beakerd/connections.py: a connection cap, a deadline for request heads, idle keep-alive
+connections closed after `keepalive_timeout_seconds`.
 
 What is shared between workers is shared through the data folder: SQLite in WAL mode with a
 busy timeout (storage/database.py), the mmap'd change counter (storage/generation.py), upload
@@ -25,22 +31,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import signal
-import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from beakerd import access_log, health, metrics
+from beakerd import access_log, connections, health, metrics
 from beakerd.access_log import AccessLogger, access_logger
+from beakerd.connections import ConnectionTable, Limits
+from beakerd.listener import GuardedSite, ListenError, bind
 from beakerd.settings import Settings
 
 log = logging.getLogger("beakerd.workers")
 
 AppFactory = Callable[[], web.Application]
+OnListening = Callable[[web.BaseSite], None]
 
 # A worker that exits this soon after starting counts as failing to start.
 _QUICK_EXIT_SECONDS = 5.0
@@ -48,7 +58,9 @@ _QUICK_EXIT_SECONDS = 5.0
 _MAX_QUICK_EXITS = 3
 # Time past the grace period before workers still running are killed.
 _KILL_MARGIN_SECONDS = 10.0
-_SUPERVISOR_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
+# A worker tells the supervisor it listens with SIGUSR1.
+_LISTENING_SIGNAL = signal.SIGUSR1
+_SUPERVISOR_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, _LISTENING_SIGNAL}
 # Shutdown: how often to look whether requests in flight are done, and how long handlers
 # still running at the end of the grace time get to clean up after being cancelled.
 _DRAIN_POLL_SECONDS = 0.05
@@ -61,9 +73,13 @@ def run_server(
     ssl_context: ssl.SSLContext | None,
     *,
     reuse_port: bool = False,
+    on_listening: OnListening,
 ) -> None:
-    """Serve `app` until SIGTERM/SIGINT, then shut down gracefully."""
-    asyncio.run(_serve_until_signalled(app, settings, ssl_context, reuse_port))
+    """Serve `app` until SIGTERM/SIGINT, then shut down gracefully.
+
+    Raises ListenError, before the app starts, when the address cannot be listened on.
+    """
+    asyncio.run(_serve_until_signalled(app, settings, ssl_context, reuse_port, on_listening))
 
 
 async def _serve_until_signalled(
@@ -71,7 +87,9 @@ async def _serve_until_signalled(
     settings: Settings,
     ssl_context: ssl.SSLContext | None,
     reuse_port: bool,
+    on_listening: OnListening,
 ) -> None:
+    listeners = bind(settings.host, settings.port, reuse_port=reuse_port)
     # Not web.run_app: it raises out of the loop on every SIGTERM, so a second one (systemd and
     # `timeout` signal the whole process group, and the supervisor signals each worker too)
     # would cut the graceful shutdown short. Here further signals just find the event set.
@@ -84,17 +102,20 @@ async def _serve_until_signalled(
         # What handlers still running after the grace time (see _drain) get to finish being
         # cancelled; then their connections are closed.
         shutdown_timeout=_CANCEL_SECONDS,
+        keepalive_timeout=settings.keepalive_timeout_seconds,
     )
-    await runner.setup()
     try:
-        site = web.TCPSite(
-            runner,
-            settings.host,
-            settings.port,
-            ssl_context=ssl_context,
-            reuse_port=reuse_port or None,
-        )
+        await runner.setup()
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
+    try:
+        assert runner.server is not None
+        table = ConnectionTable(runner.server, _limits(settings), ssl_context)
+        site = GuardedSite(runner, listeners, table, ssl_context)
         await site.start()
+        on_listening(site)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -146,20 +167,54 @@ async def _drain(runner: web.AppRunner, grace: float) -> None:
         await asyncio.sleep(_DRAIN_POLL_SECONDS)
 
 
+def _limits(settings: Settings) -> Limits:
+    fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return Limits(
+        cap=connections.connection_cap(settings.max_connections, fd_limit),
+        header_read_timeout=settings.header_read_timeout_seconds,
+    )
+
+
+def _announce_limits(settings: Settings) -> None:
+    fd_limit = connections.raise_fd_limit()
+    cap = _limits(settings).cap
+    if cap < settings.max_connections:
+        log.info(
+            "at most %d connections per process (not max_connections %d): the file descriptor"
+            " limit is %d",
+            cap,
+            settings.max_connections,
+            fd_limit,
+        )
+
+
+def _log_listening(site: web.BaseSite, settings: Settings) -> None:
+    log.info("beakerd listening on %s, data in %s", site.name, settings.data_dir)
+
+
+def _cannot_listen(problem: ListenError) -> int:
+    print(f"beakerd: {problem}", file=sys.stderr, flush=True)
+    return 2
+
+
 def serve(settings: Settings, make_app: AppFactory, ssl_context: ssl.SSLContext | None) -> int:
     """Run `settings.workers` server processes; returns the exit status."""
+    _announce_limits(settings)
     if settings.workers <= 1:
         try:
-            run_server(make_app(), settings, ssl_context)
-        except OSError as e:  # the port is taken, or the address is not ours
-            log.error("cannot listen on %s: %s", settings.listen_address, e.strerror or e)
-            return 1
+            run_server(
+                make_app(),
+                settings,
+                ssl_context,
+                on_listening=lambda site: _log_listening(site, settings),
+            )
+        except ListenError as e:  # the port is taken, or the address is not ours
+            return _cannot_listen(e)
         return 0
     try:
         settings = _claim_port(settings)
-    except OSError as e:
-        log.error("cannot listen on %s: %s", settings.listen_address, e.strerror or e)
-        return 1
+    except ListenError as e:
+        return _cannot_listen(e)
     asyncio.run(_prepare(make_app()))
     _clear_metric_snapshots(settings)
     return Supervisor(settings, make_app, ssl_context).run()
@@ -167,11 +222,10 @@ def serve(settings: Settings, make_app: AppFactory, ssl_context: ssl.SSLContext 
 
 def _claim_port(settings: Settings) -> Settings:
     """Fail now if the port is taken; choose one for port 0 (every worker must use the same)."""
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind((settings.host, settings.port))
-        port = int(probe.getsockname()[1])
+    probes = bind(settings.host, settings.port)
+    port = int(probes[0].getsockname()[1])
+    for probe in probes:
+        probe.close()
     return settings if port == settings.port else settings.model_copy(update={"port": port})
 
 
@@ -204,6 +258,7 @@ class Supervisor:
         self.ssl_context = ssl_context
         self.workers: dict[int, _Worker] = {}  # by pid
         self.quick_exits = 0
+        self.listening = 0  # workers that said they listen
 
     def run(self) -> int:
         # Signals are taken synchronously with sigtimedwait: no handler runs at a random point.
@@ -221,6 +276,9 @@ class Supervisor:
             info = signal.sigtimedwait(_SUPERVISOR_SIGNALS, 1.0)
             if info is None:
                 continue
+            if info.si_signo == _LISTENING_SIGNAL:
+                self._worker_listening()
+                continue
             if info.si_signo in (signal.SIGTERM, signal.SIGINT):
                 log.info("stopping %d workers", len(self.workers))
                 break
@@ -230,6 +288,17 @@ class Supervisor:
         self._stop_all()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _SUPERVISOR_SIGNALS)
         return status
+
+    def _worker_listening(self) -> None:
+        self.listening += 1
+        if self.listening == self.settings.workers:
+            log.info(
+                "beakerd listening on %s://%s with %d workers, data in %s",
+                self.settings.url_scheme,
+                self.settings.listen_address,
+                self.settings.workers,
+                self.settings.data_dir,
+            )
 
     def _spawn(self, index: int) -> None:
         pid = os.fork()
@@ -244,8 +313,18 @@ class Supervisor:
                 signal.signal(sig, signal.SIG_DFL)
             metrics.reset()
             metrics.join_workers(index, self.settings.data_dir)
-            run_server(self.make_app(), self.settings, self.ssl_context, reuse_port=True)
+            supervisor = os.getppid()
+            run_server(
+                self.make_app(),
+                self.settings,
+                self.ssl_context,
+                reuse_port=True,
+                on_listening=lambda _: os.kill(supervisor, _LISTENING_SIGNAL),
+            )
             return 0
+        except ListenError as e:
+            log.error("worker %d: %s", index, e)
+            return 2
         except Exception:
             log.exception("worker %d failed", index)
             return 1

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from tests.server import Server
 
@@ -90,3 +91,38 @@ def test_beaker_account_token_create_list_revoke_against_the_server(fresh_beaker
     refused = beaker(fresh_beakerd, "account", "whoami", token=secret)
     assert refused.returncode == 1
     assert refused.stderr.startswith("Error: ") and "Traceback" not in refused.stderr
+
+
+def run_beakerd(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "beakerd", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_shared_options_work_after_nested_subcommands(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    added = run_beakerd("account", "add", "bob", "--data-dir", data, "--log-level", "warning")
+    assert added.returncode == 0, added.stderr
+    listed = run_beakerd("token", "list", "bob", "--log-format", "json", "--data-dir", data)
+    assert listed.returncode == 0, listed.stderr
+    assert "\tbob\t" in listed.stdout
+    # In the middle too, and a level that does not repeat an option keeps the other's value.
+    middle = run_beakerd("--data-dir", data, "token", "--log-level", "error", "list")
+    assert "\tbob\t" in middle.stdout, middle.stderr
+
+
+def test_later_shared_option_wins_and_an_absent_one_resets_nothing(tmp_path: Path) -> None:
+    first, second = str(tmp_path / "first"), str(tmp_path / "second")
+    run_beakerd("--data-dir", first, "account", "add", "alice")
+    assert (tmp_path / "first" / "beakerd.db").exists()
+    run_beakerd("--data-dir", first, "account", "add", "carol", "--data-dir", second)
+    again = run_beakerd("token", "list", "--data-dir", second)
+    assert "\tcarol\t" in again.stdout and "alice" not in again.stdout, again.stderr
+
+
+def test_config_file_is_accepted_after_the_subcommand(tmp_path: Path) -> None:
+    config = tmp_path / "beakerd.yml"
+    config.write_text(f"data_dir: {tmp_path / 'configured'}\n")
+    added = run_beakerd("account", "add", "dora", "--config", str(config))
+    assert added.returncode == 0, added.stderr
+    assert (tmp_path / "configured" / "beakerd.db").exists()

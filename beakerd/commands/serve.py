@@ -44,6 +44,23 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="seconds requests in flight may take to finish after SIGTERM (default 10)",
     )
     serve.add_argument(
+        "--header-read-timeout",
+        type=float,
+        dest="header_read_timeout_seconds",
+        help="seconds a request line and headers may take to arrive (default 20)",
+    )
+    serve.add_argument(
+        "--keepalive-timeout",
+        type=float,
+        dest="keepalive_timeout_seconds",
+        help="seconds an idle keep-alive connection stays open (default 75)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        help="connections per process at once, lowered to fit the fd limit (default 4096)",
+    )
+    serve.add_argument(
         "--no-access-log",
         action="store_false",
         dest="access_log",
@@ -110,10 +127,4 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
         # Called once per worker process (and once more to prepare the data folder first).
         return create_app(settings)
 
-    log.info(
-        "beakerd listening on %s://%s, data in %s",
-        settings.url_scheme,
-        settings.listen_address,
-        settings.data_dir,
-    )
     return workers.serve(settings, make_app, ssl_context)

@@ -6,6 +6,7 @@ import base64
 import contextlib
 import hashlib
 import os
+import socket
 import ssl
 import stat
 import subprocess
@@ -210,11 +211,11 @@ def _wait_tls_ready(server: TlsServer, timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def running_tls_beakerd(tmp: Path) -> Iterator[TlsServer]:
+def running_tls_beakerd(tmp: Path, extra_args: tuple[str, ...] = ()) -> Iterator[TlsServer]:
     home, data_dir, log_path = tmp / "home", tmp / "data", tmp / "beakerd.log"
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    proc = _spawn(port, data_dir, home, log_path, ["--tls", "auto"])
+    proc = _spawn(port, data_dir, home, log_path, ["--tls", "auto", *extra_args])
     server = TlsServer(port, data_dir, home, proc, log_path)
     try:
         _wait_tls_ready(server)
@@ -259,3 +260,46 @@ def test_skopeo_pushes_and_pulls_over_tls_with_the_auto_ca(tmp_path: Path) -> No
         # Without the CA, the client refuses the server: the certificate is really checked.
         refused = run(["skopeo", "inspect", f"--creds={login}", ref], env=env, check=False)
         assert refused.returncode != 0 and "certificate" in refused.stdout.lower()
+
+
+def test_plain_http_to_the_tls_port_gets_a_plain_answer_and_tls_still_works(
+    tmp_path: Path,
+) -> None:
+    with running_tls_beakerd(tmp_path) as server:
+        for request in (b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n", b"GET / HTTP/1.0\r\n\r\n"):
+            with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+                raw.sendall(request)
+                answer = b""
+                while piece := raw.recv(65536):
+                    answer += piece
+            assert answer == (
+                b"HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n"
+            )
+        context = ssl.create_default_context(cafile=str(server.ca))
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"https://{server.address}/v2/", timeout=10, context=context)
+        assert refused.value.code == 401
+    log = server.log_path.read_text()
+    assert log.count("plain HTTP to this HTTPS port") == 1  # info once, then debug
+
+
+def test_silent_connections_and_stalled_handshakes_on_the_tls_port_are_closed(
+    tmp_path: Path,
+) -> None:
+    with running_tls_beakerd(tmp_path, ("--header-read-timeout", "1")) as server:
+        silent = socket.create_connection(("127.0.0.1", server.port))
+        stalled = socket.create_connection(("127.0.0.1", server.port))
+        stalled.sendall(b"\x16\x03\x01\x02\x00\x01")  # the start of a ClientHello, no more
+        started = time.monotonic()
+        for sock in (silent, stalled):
+            sock.settimeout(10)
+            with contextlib.suppress(ConnectionResetError):
+                while sock.recv(65536):
+                    pass
+            sock.close()
+        assert time.monotonic() - started < 8
+        # Others are served meanwhile and after.
+        context = ssl.create_default_context(cafile=str(server.ca))
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"https://{server.address}/v2/", timeout=10, context=context)
+        assert refused.value.code == 401

@@ -66,3 +66,15 @@ def start_upload(server: Server, repository: str) -> str:
     reply = call(server, "POST", f"/v2/{repository}/blobs/uploads/")
     assert reply.status == 202, reply
     return reply.headers["Location"]
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples of `name` whose labels include `labels` (0 if none)."""
+    total = 0.0
+    wanted = [f'{key}="{value}"' for key, value in labels.items()]
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            series = line.rpartition(" ")[0]
+            if all(label in series for label in wanted):
+                total += float(line.rpartition(" ")[2])
+    return total
