@@ -140,14 +140,14 @@ async def test_head_and_get_answer_blob_unknown_for_a_blob_whose_file_is_gone(
     client: Client, tmp_path: Path
 ) -> None:
     data = os.urandom(1000)
-    digest = await push_blob(client, "lost", data)
+    digest = await push_blob(client, "tester/lost", data)
     hex_digest = digest.split(":", 1)[1]
     (tmp_path / "data" / "blobs" / "sha256" / hex_digest[:2] / hex_digest).unlink()
     # HEAD says so too, so that a client pushes the blob again instead of skipping it.
     for method in (client.head, client.get):
-        assert (await method(f"/v2/lost/blobs/{digest}")).status == 404
-    await push_blob(client, "lost", data)
-    assert await (await client.get(f"/v2/lost/blobs/{digest}")).read() == data
+        assert (await method(f"/v2/tester/lost/blobs/{digest}")).status == 404
+    await push_blob(client, "tester/lost", data)
+    assert await (await client.get(f"/v2/tester/lost/blobs/{digest}")).read() == data
 
 
 @pytest.fixture
@@ -170,18 +170,18 @@ async def test_a_corrupt_blob_streamed_over_tls_is_cut_short_and_taken_out(
     tls_client: Client, tmp_path: Path
 ) -> None:
     data = os.urandom(3 << 20)  # several stream chunks
-    digest = await push_blob(tls_client, "rot", data)
+    digest = await push_blob(tls_client, "tester/rot", data)
     hex_digest = digest.split(":", 1)[1]
     path = tmp_path / "data" / "blobs" / "sha256" / hex_digest[:2] / hex_digest
-    assert await (await tls_client.get(f"/v2/rot/blobs/{digest}")).read() == data
+    assert await (await tls_client.get(f"/v2/tester/rot/blobs/{digest}")).read() == data
     rotten = bytearray(data)
     rotten[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(rotten))
     # A range is not checked (the digest covers the whole blob) and is served as stored.
-    part = await tls_client.get(f"/v2/rot/blobs/{digest}", headers={"Range": "bytes=0-9"})
+    part = await tls_client.get(f"/v2/tester/rot/blobs/{digest}", headers={"Range": "bytes=0-9"})
     assert await part.read() == data[:10]
 
-    resp = await tls_client.get(f"/v2/rot/blobs/{digest}")
+    resp = await tls_client.get(f"/v2/tester/rot/blobs/{digest}")
     assert resp.status == 200
     received = 0
     with contextlib.suppress(aiohttp.ClientError):
@@ -190,6 +190,6 @@ async def test_a_corrupt_blob_streamed_over_tls_is_cut_short_and_taken_out(
     assert received < len(data)  # never the whole wrong body
     assert not path.exists()
     assert len(list((tmp_path / "data" / "lost+found").iterdir())) == 1
-    assert (await tls_client.head(f"/v2/rot/blobs/{digest}")).status == 404
-    await push_blob(tls_client, "rot", data)
-    assert await (await tls_client.get(f"/v2/rot/blobs/{digest}")).read() == data
+    assert (await tls_client.head(f"/v2/tester/rot/blobs/{digest}")).status == 404
+    await push_blob(tls_client, "tester/rot", data)
+    assert await (await tls_client.get(f"/v2/tester/rot/blobs/{digest}")).read() == data
