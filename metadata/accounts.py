@@ -55,7 +55,7 @@ async def create_account(
             await _insert_token(conn, account.id, secret, "initial token")
             await _create_personal_org(conn, account)
     except sqlite3.IntegrityError:
-        raise Conflict(f"account name {name!r} is already in use") from None
+        raise Conflict(f"an account named {name!r} already exists") from None
     return account, secret
 
 

@@ -107,7 +107,7 @@ async def create_image(
 
 
 def _name_conflict(author: Account, name: str | None) -> Conflict:
-    return Conflict(f"image name {author.name}/{name} is already in use")
+    return Conflict(f"an image named {author.name}/{name} already exists")
 
 
 async def find_image(db: Database, ref: str) -> Image | None:

@@ -26,7 +26,7 @@ async def create_organization(
             (org.id, org.name, org.display_name, org.description, org.created),
         )
     except sqlite3.IntegrityError:
-        raise Conflict(f"organization name {name!r} is already in use") from None
+        raise Conflict(f"an organization named {name!r} already exists") from None
     return org
 
 

@@ -58,7 +58,7 @@ async def create_workspace(
             (workspace_id, org.id, name, description, author.id, int(public), created, created),
         )
     except sqlite3.IntegrityError:
-        raise Conflict(f"workspace name {org.name}/{name} is already in use") from None
+        raise Conflict(f"a workspace named {org.name}/{name} already exists") from None
     return await get_workspace(db, workspace_id)
 
 
@@ -151,7 +151,7 @@ async def update_workspace(
             (*params, now(), workspace.id),
         )
     except sqlite3.IntegrityError:
-        raise Conflict(f"workspace name {workspace.org.name}/{name} is already in use") from None
+        raise Conflict(f"a workspace named {workspace.org.name}/{name} already exists") from None
     if changed == 0:
         current = await get_workspace(db, workspace.id)
         if current.archived:

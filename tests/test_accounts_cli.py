@@ -61,7 +61,7 @@ def test_added_account_logs_in_and_revoking_its_token_locks_it_out_at_once(
 def test_duplicate_account_and_unknown_token_fail_with_one_line(fresh_beakerd: Server) -> None:
     again = beakerd(fresh_beakerd, "account", "add", "tester")
     assert again.returncode == 1
-    assert again.stderr.strip().count("\n") == 0 and "already in use" in again.stderr
+    assert again.stderr.strip().count("\n") == 0 and "already exists" in again.stderr
     unknown = beakerd(fresh_beakerd, "token", "revoke", "tk_nothing")
     assert unknown.returncode == 1
     assert "Traceback" not in unknown.stderr

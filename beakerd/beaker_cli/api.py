@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -22,6 +23,7 @@ from beakerd.beaker_cli.models import (
     Workspace,
     WorkspacePermissions,
 )
+from beakerd.beaker_cli.tls_trust import is_untrusted, untrusted
 
 USER_AGENT = "beakerd-beaker-cli/0.1"
 FIRST_CURSOR = "AAAAAAAAAAA="
@@ -86,10 +88,17 @@ def _message(status: int, reason: str, body: bytes) -> str:
 class BeakerApi:
     """The /api/v3 endpoints the CLI uses; every failure surfaces as a CliError subclass."""
 
-    def __init__(self, base_url: str, token: str | None, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        timeout: float = 60.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.ssl_context = ssl_context
 
     # -- transport --------------------------------------------------------------------------
 
@@ -110,12 +119,16 @@ class BeakerApi:
             headers["Authorization"] = f"Bearer {self.token}"
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with urllib.request.urlopen(
+                req, timeout=self.timeout, context=self.ssl_context
+            ) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as e:
             with e:
                 raise _error_for(e.code, _message(e.code, e.reason or "", e.read())) from None
         except urllib.error.URLError as e:
+            if is_untrusted(e):
+                raise untrusted(f"Beaker at {self.base_url}", e) from None
             reason = getattr(e.reason, "strerror", None) or e.reason
             raise CliError(f"cannot reach Beaker at {self.base_url}: {reason}") from None
         except TimeoutError:

@@ -17,7 +17,14 @@ import yaml
 from beakerd.beaker_cli.errors import CliError
 
 # The keys beaker-py knows; the CLI refuses others so that a typo does not pass silently.
-CONFIG_KEYS = ("agent_address", "user_token", "default_org", "default_workspace", "default_image")
+CONFIG_KEYS = (
+    "agent_address",
+    "user_token",
+    "default_org",
+    "default_workspace",
+    "default_image",
+    "ca_file",
+)
 SENSITIVE_KEYS = frozenset({"user_token"})
 # Environment variables that override the file, as in beaker-py.
 ENV_OVERRIDES = {"agent_address": "BEAKER_ADDR", "user_token": "BEAKER_TOKEN"}
@@ -30,6 +37,8 @@ class Config:
     default_org: str | None = None
     default_workspace: str | None = None
     default_image: str | None = None
+    # A CA certificate to trust beside the system's (a `beakerd --tls auto` server's own CA).
+    ca_file: str | None = None
 
     def get(self, key: str) -> str | None:
         value: str | None = getattr(self, key)

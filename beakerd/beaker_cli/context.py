@@ -7,10 +7,12 @@ Docker engine.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from functools import cached_property
 
 from beakerd.beaker_cli import config as config_module
+from beakerd.beaker_cli import tls_trust
 from beakerd.beaker_cli.api import BeakerApi
 from beakerd.beaker_cli.config import Config
 from beakerd.beaker_cli.docker_engine import DockerEngine
@@ -31,8 +33,14 @@ class Context:
         return config_module.load(self.environ)
 
     @cached_property
+    def ssl_context(self) -> ssl.SSLContext:
+        return tls_trust.ssl_context(self.config.ca_file)
+
+    @cached_property
     def api(self) -> BeakerApi:
-        return BeakerApi(self.config.api_base, self.config.token)
+        base = self.config.api_base
+        context = self.ssl_context if base.startswith("https://") else None
+        return BeakerApi(base, self.config.token, ssl_context=context)
 
     @cached_property
     def engine(self) -> DockerEngine:
@@ -45,4 +53,5 @@ class Context:
         """
         address, _, repository = repo.image_tag.partition("/")
         scheme = "https" if self.config.api_base.startswith("https://") else "http"
-        return RegistryClient(Endpoint(scheme, address), repo.auth), repository
+        context = self.ssl_context if scheme == "https" else None
+        return RegistryClient(Endpoint(scheme, address), repo.auth, context), repository

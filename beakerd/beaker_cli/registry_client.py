@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from beakerd.beaker_cli.errors import CliError
 from beakerd.beaker_cli.models import RepositoryAuth
 from beakerd.beaker_cli.oci import ACCEPT, Manifest, Readable, media_type_of, read_verified
+from beakerd.beaker_cli.tls_trust import is_untrusted, untrusted
 
 USER_AGENT = "beakerd-beaker-cli/0.1"
 BLOCK_SIZE = 1 << 20
@@ -194,6 +195,8 @@ class RegistryClient:
             return connection.getresponse()
         except (OSError, http.client.HTTPException) as e:
             connection.close()
+            if is_untrusted(e):
+                raise untrusted(f"the registry at {self.endpoint.address}", e) from None
             raise CliError(f"cannot reach the registry at {self.endpoint.address}: {e}") from None
 
     def _error(self, response: http.client.HTTPResponse, doing: str) -> CliError:

@@ -61,7 +61,7 @@ async def test_a_duplicate_name_for_the_same_author_is_a_409(api: Api) -> None:
         json_body={"workspace": "tester/default", "imageID": ZERO_ID},
     )  # fmt: skip
     assert resp.status == 409
-    assert "already in use" in (await resp.json())["message"]
+    assert "already exists" in (await resp.json())["message"]
 
 
 async def test_the_same_name_for_another_author_is_fine(api: Api) -> None:

@@ -31,7 +31,7 @@ async def test_creating_a_workspace_then_again_is_a_conflict(api: Api) -> None:
     assert created["description"] == "d"
     resp = await api.call("POST", "/workspaces", json_body=body)
     assert resp.status == 409
-    assert "already in use" in (await resp.json())["message"]
+    assert "already exists" in (await resp.json())["message"]
 
 
 async def test_creating_a_workspace_in_an_org_one_is_not_in_is_forbidden(api: Api) -> None:

@@ -9,8 +9,10 @@ import resource
 import zlib
 from typing import Any
 
+import brotli
 import pytest
 from aiohttp.test_utils import TestClient
+from backports import zstd
 
 from tests.registry.bombs import CORRUPT_GZIP, gzip_bomb
 from tests.registry.helpers import OCI_MANIFEST, digest_of, error_code
@@ -18,9 +20,10 @@ from tests.registry.helpers import OCI_MANIFEST, digest_of, error_code
 Client = TestClient[Any, Any]
 REPO = "tester/enc/bodies"
 BLOB = b"layer bytes " * 1000
-# Those aiohttp inflates, and those it passes through untouched: all are refused. (br and zstd,
-# without their optional libraries installed, aiohttp's parser refuses itself, with a 400.)
-ENCODINGS = ["gzip", "deflate", "x-custom", "identity, gzip"]
+# Those aiohttp inflates, and those it passes through untouched: all are refused.
+# br and zstd too: without their decoders aiohttp's parser would answer them itself, in plain
+# text, before any handler (beakerd depends on Brotli and backports.zstd for that reason).
+ENCODINGS = ["gzip", "deflate", "br", "zstd", "x-custom", "identity, gzip"]
 
 
 def _encoded(encoding: str, data: bytes) -> bytes:
@@ -28,6 +31,10 @@ def _encoded(encoding: str, data: bytes) -> bytes:
         return gzip.compress(data)
     if encoding == "deflate":
         return zlib.compress(data)
+    if encoding == "br":
+        return bytes(brotli.compress(data))
+    if encoding == "zstd":
+        return bytes(zstd.compress(data))
     return data
 
 
