@@ -68,6 +68,12 @@ class Settings(BaseSettings):
     workers: int = Field(default=1, ge=1, le=64)
     # On SIGTERM: how long requests in flight may take to finish before they are cut off.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
+    # gRPC for beaker-py 2.x (beakerd/grpc_server.py), always over TLS: with --tls-cert/--tls-key
+    # their certificate, else the CA of `--tls auto` (made on first start even for plain HTTP).
+    # The port defaults to the HTTP port + 1 (then a port already taken only turns gRPC off,
+    # with a warning); 0 picks a free one; `grpc_enabled: false` serves REST alone.
+    grpc_enabled: bool = True
+    grpc_port: int | None = Field(default=None, ge=0, le=65535)
 
     @classmethod
     def settings_customise_sources(
@@ -112,6 +118,21 @@ class Settings(BaseSettings):
     def registry_address(self) -> str:
         """host:port as clients address the registry, e.g. in `docker push HOST:PORT/repo`."""
         return self.public_address or self.listen_address
+
+    @property
+    def rpc_port(self) -> int:
+        """The gRPC port: `grpc_port`, else the HTTP port + 1 (0, a free one, for HTTP port 0)."""
+        if self.grpc_port is not None:
+            return self.grpc_port
+        return self.port + 1 if 0 < self.port < 65535 else 0
+
+    @property
+    def rpc_address(self) -> str | None:
+        """host:port for beaker-py's `rpc_address` (the registry's host); None if not yet known."""
+        if not self.grpc_enabled or self.rpc_port == 0:
+            return None
+        host, sep, _ = self.registry_address.rpartition(":")
+        return f"{host if sep else self.registry_address}:{self.rpc_port}"
 
 
 # -- loading: flags > BEAKERD_* > config file > defaults, one clear line per mistake -------------

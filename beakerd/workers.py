@@ -53,6 +53,14 @@ _SUPERVISOR_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
 # still running at the end of the grace time get to clean up after being cancelled.
 _DRAIN_POLL_SECONDS = 0.05
 _CANCEL_SECONDS = 2.0
+# Whether this process serves the app (run_server): not so in the supervisor, which only
+# prepares the data folder, nor where tests drive the app in-process. The gRPC server
+# (beakerd/grpc_server.py) starts only where this is true: gRPC must not run before a fork.
+_serving = False
+
+
+def serving() -> bool:
+    return _serving
 
 
 def run_server(
@@ -63,6 +71,8 @@ def run_server(
     reuse_port: bool = False,
 ) -> None:
     """Serve `app` until SIGTERM/SIGINT, then shut down gracefully."""
+    global _serving
+    _serving = True
     asyncio.run(_serve_until_signalled(app, settings, ssl_context, reuse_port))
 
 
