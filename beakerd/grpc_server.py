@@ -79,6 +79,11 @@ async def _serve(app: web.Application, settings: Settings) -> AsyncIterator[None
         log.warning("gRPC off (%s): install beakerd[grpc] to serve beaker-py 2.x", e)
         yield
         return
+    if settings.workers > 1 and settings.rpc_port == 0:
+        # Each worker would pick a port of its own.
+        log.warning("gRPC off: with --workers, grpc_port must be a port number, not 0")
+        yield
+        return
     files = await asyncio.to_thread(tls_files, settings)
     key, chain = await asyncio.to_thread(lambda: (files.key.read_bytes(), files.cert.read_bytes()))
     server = aio.server(options=[("grpc.so_reuseport", int(settings.workers > 1))])

@@ -469,3 +469,13 @@ async def test_no_grpc_server_where_the_app_is_not_served(tmp_path: Path, home: 
         assert not (tmp_path / "data" / "tls").exists()
     finally:
         await client.close()
+
+
+@pytest.mark.usefixtures("serving")
+async def test_with_workers_a_grpc_port_of_0_turns_grpc_off(
+    tmp_path: Path, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, "beakerd.grpc"):
+        client = await _start(tmp_path, workers=2, grpc_port=0)
+        await client.close()
+    assert "grpc_port must be a port number" in caplog.text
