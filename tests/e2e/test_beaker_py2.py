@@ -251,3 +251,25 @@ def test_an_rpc_beakerd_does_not_serve_is_a_clear_not_implemented(beaker_py2: Be
     answer = beaker_py2.run("dataset_get", "ds_anything")
     assert answer["error"] == "NotImplementedError"
     assert "GetDataset" in answer["message"] and "GetImage" in answer["message"]
+
+
+def test_with_two_workers_both_serve_the_one_grpc_port(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import grpc
+    from beaker import beaker_pb2 as pb
+    from beaker import beaker_pb2_grpc
+
+    monkeypatch.setenv("BEAKERD_GRPC_PORT", str(free_port()))
+    with running_beakerd(tmp_path, ["--workers", "2"]) as running:
+        config = yaml.safe_load((running.home / ".beaker" / "config.yml").read_text())
+        ca = (running.data_dir / "tls" / "ca.crt").read_bytes()
+        metadata = [("authorization", f"bearer {config['user_token']}")]
+        for _ in range(10):  # a connection each: the kernel spreads them over the workers
+            credentials = grpc.ssl_channel_credentials(ca)
+            with grpc.secure_channel(config["rpc_address"], credentials) as channel:
+                stub = beaker_pb2_grpc.BeakerStub(channel)
+                answer = stub.GetUser(pb.GetUserRequest(), metadata=metadata, timeout=10)
+                assert answer.user.name == "tester"
+        serving = [line for line in running.log().splitlines() if "gRPC (TLS)" in line]
+        assert len({line.split("[")[1].split("]")[0] for line in serving}) == 2, serving
