@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from beakerd import health, metrics
+from beakerd import grpc_server, health, metrics
 from beakerd.disconnects import client_disconnects
 from beakerd.settings import Settings
 from metadata.authority import BeakerAuthority
@@ -55,6 +55,8 @@ def create_app(settings: Settings) -> web.Application:
     add_registry_routes(app)
     add_metadata_routes(app)
     app.cleanup_ctx.append(_storage)
+    # After _storage: it serves app[METADATA].
+    app.cleanup_ctx.append(grpc_server.grpc_context(settings))
     # After _storage: the metrics gauges read the database it opens.
     health.add_routes(app, DATABASE, settings.data_dir)
     metrics.add_routes(app, DATABASE)
@@ -88,6 +90,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         token_ttl_seconds=settings.token_ttl_seconds,
         scheme=settings.url_scheme,
         pages_show_private=settings.loopback_only,
+        rpc_address=settings.rpc_address,
     )
     if AUTHORITY not in app:  # tests may bring their own
         app[AUTHORITY] = BeakerAuthority(db)

@@ -31,57 +31,122 @@ def default_data_dir() -> Path:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BEAKERD_", extra="forbid")
 
-    host: str = "127.0.0.1"
-    port: int = Field(default=5000, ge=0, le=65535)
-    data_dir: Path = Field(default_factory=default_data_dir)
-    log_level: str = "info"
-    # The host:port clients should use for this registry (in image tags and token realms);
-    # defaults to the address the server listens on.
-    public_address: str | None = None
-    # Let requests without credentials pull every repository.
-    anonymous_pull: bool = False
-    # The account created on first start (default: the OS user); it is an admin.
-    bootstrap_account: str | None = None
-    # Lifetime of registry bearer tokens and of the push credentials minted for an image.
-    token_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
-    # Garbage collection (storage/gc.py): how often the server collects in the background
-    # (0 = never; `beakerd gc` still works), how long anything created or linked stays safe
-    # from collection, when an idle upload session expires, and whether manifests that no tag,
-    # index, subject or Beaker image holds are collected.
-    gc_interval_seconds: float = Field(default=3600.0, ge=0)
-    gc_grace_seconds: float = Field(default=3600.0, ge=0)
-    upload_expiry_seconds: float = Field(default=86400.0, ge=0)
-    gc_untagged_manifests: bool = False
-    # Scrub (storage/scrub.py): every `scrub_interval_seconds` the server re-hashes every stored
-    # blob, reading at most `scrub_rate_bytes_per_second`, and moves corrupt ones out of the
-    # store (they answer as unknown until pushed again). 0 for either turns it off.
-    scrub_interval_seconds: float = Field(default=86400.0, ge=0)
-    scrub_rate_bytes_per_second: int = Field(default=50 << 20, ge=0)
-    # HTTPS: a certificate chain and its key (PEM), or `tls_auto` to make and keep a CA and a
-    # server certificate under `<data_dir>/tls/` (see beakerd/tls.py).
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_auto: bool = False
-    # A request body (blob chunk, manifest) that sends nothing for this long is abandoned:
-    # the client gets an error and an upload session stays at its last acknowledged offset.
-    body_read_timeout_seconds: float = Field(default=60.0, gt=0, le=3600)
-    # Logs: `text` lines for people, `json` (one object a line) for log collectors.
-    log_format: Literal["text", "json"] = "text"
-    # One line per request on the `beakerd.access` logger (metrics are kept either way).
-    access_log: bool = True
-    # Processes serving the one port (SO_REUSEPORT) over the same data folder.
-    workers: int = Field(default=1, ge=1, le=64)
-    # On SIGTERM: how long requests in flight may take to finish before they are cut off.
-    shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=3600)
-    # -- connections (beakerd/connections.py) --
-    # A request's line and headers must arrive whole within this long of their first byte (of
-    # the connection's opening, for its first request, TLS handshake included); else it closes.
-    header_read_timeout_seconds: float = Field(default=20.0, gt=0, le=3600)
-    # A keep-alive connection with no request in flight is closed after this long.
-    keepalive_timeout_seconds: float = Field(default=75.0, gt=0, le=86400)
-    # Connections one process holds at once, lowered to fit its file-descriptor limit; past
-    # it a new connection displaces the longest-idle one, or waits in the listen backlog.
-    max_connections: int = Field(default=4096, ge=1, le=1_000_000)
+    host: str = Field(default="127.0.0.1", description="Address to listen on (`--host`).")
+    port: int = Field(default=5000, ge=0, le=65535, description="HTTP port (`--port`).")
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Blobs, database, keys and certificates (`--data-dir`).",
+    )
+    log_level: str = Field(default="info", description="debug, info, warning or error.")
+    public_address: str | None = Field(
+        default=None,
+        description="The host:port clients use (image tags, token realms; `--public-address`);"
+        " unset: the address a connection arrived on.",
+    )
+    anonymous_pull: bool = Field(
+        default=False, description="Let requests without credentials pull every repository."
+    )
+    bootstrap_account: str | None = Field(
+        default=None,
+        description="The admin account first start creates; unset: named after the OS user.",
+    )
+    token_ttl_seconds: int = Field(
+        default=3600,
+        ge=60,
+        le=7 * 86400,
+        description="Lifetime of registry tokens and of an image's push credentials (never"
+        " longer than the API token behind them).",
+    )
+    gc_interval_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How often the server collects garbage in the background (0: never;"
+        " `beakerd gc` still works).",
+    )
+    gc_grace_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How long anything created or linked stays safe from collection.",
+    )
+    upload_expiry_seconds: float = Field(
+        default=86400.0, ge=0, description="When an idle upload session expires."
+    )
+    gc_untagged_manifests: bool = Field(
+        default=False,
+        description="Collect manifests no tag, index, subject or Beaker image holds.",
+    )
+    scrub_interval_seconds: float = Field(
+        default=86400.0,
+        ge=0,
+        description="How often every stored blob is re-hashed; a corrupt one is moved out and"
+        " answers as unknown until pushed again (0: never).",
+    )
+    scrub_rate_bytes_per_second: int = Field(
+        default=50 << 20, ge=0, description="The most the scrub reads per second (0: no scrub)."
+    )
+    tls_cert: Path | None = Field(
+        default=None, description="Serve HTTPS (and gRPC) with this certificate chain (PEM)."
+    )
+    tls_key: Path | None = Field(default=None, description="The private key of `tls_cert`.")
+    tls_auto: bool = Field(
+        default=False,
+        description="Make and keep a CA and a server certificate under `<data_dir>/tls/` and"
+        " serve HTTPS (`--tls auto`).",
+    )
+    body_read_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="A request body that sends nothing for this long is abandoned; an upload"
+        " stays at its last acknowledged offset.",
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="`text` lines for people, `json` objects for collectors."
+    )
+    access_log: bool = Field(
+        default=True, description="One line per request on the `beakerd.access` logger."
+    )
+    workers: int = Field(
+        default=1, ge=1, le=64, description="Processes serving the one port (SO_REUSEPORT)."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="On SIGTERM, how long requests in flight may take to finish.",
+    )
+    header_read_timeout_seconds: float = Field(
+        default=20.0,
+        gt=0,
+        le=3600,
+        description="A request's line and headers must arrive whole within this long (for a"
+        " connection's first request, from its opening, TLS handshake included).",
+    )
+    keepalive_timeout_seconds: float = Field(
+        default=75.0,
+        gt=0,
+        le=86400,
+        description="An idle keep-alive connection is closed after this long.",
+    )
+    max_connections: int = Field(
+        default=4096,
+        ge=1,
+        le=1_000_000,
+        description="Connections one process holds at once, lowered to fit its file-descriptor"
+        " limit; past it the longest-idle one is dropped, or a new one waits in the backlog.",
+    )
+    grpc_enabled: bool = Field(
+        default=True,
+        description="Serve the gRPC API of beaker-py 2.x (always TLS: `tls_cert`, else the"
+        " `--tls auto` CA, made on first start).",
+    )
+    grpc_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="The gRPC port; unset: the HTTP port + 1 (turned off with a warning if"
+        " taken); 0: any free port.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -126,6 +191,21 @@ class Settings(BaseSettings):
     def registry_address(self) -> str:
         """host:port as clients address the registry, e.g. in `docker push HOST:PORT/repo`."""
         return self.public_address or self.listen_address
+
+    @property
+    def rpc_port(self) -> int:
+        """The gRPC port: `grpc_port`, else the HTTP port + 1 (0, a free one, for HTTP port 0)."""
+        if self.grpc_port is not None:
+            return self.grpc_port
+        return self.port + 1 if 0 < self.port < 65535 else 0
+
+    @property
+    def rpc_address(self) -> str | None:
+        """host:port for beaker-py's `rpc_address` (the registry's host); None if not yet known."""
+        if not self.grpc_enabled or self.rpc_port == 0:
+            return None
+        host, sep, _ = self.registry_address.rpartition(":")
+        return f"{host if sep else self.registry_address}:{self.rpc_port}"
 
 
 # -- loading: flags > BEAKERD_* > config file > defaults, one clear line per mistake -------------

@@ -10,6 +10,7 @@ Clients trust the CA, never the leaf: docker reads it from `/etc/docker/certs.d/
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import ipaddress
 import os
 import ssl
@@ -247,3 +248,12 @@ def client_hint(files: TlsFiles, registry_address: str) -> str:
         f"--cert-dir (or /etc/containers/certs.d/{registry_address}/ca.crt); for beaker-py "
         f"and curl set REQUESTS_CA_BUNDLE / --cacert {files.ca}."
     )
+
+
+def auto_certificates_locked(folder: Path, names: list[str]) -> TlsFiles:
+    """auto_certificates under an exclusive lock on `folder`: worker processes starting
+    together (the gRPC server makes the CA on first start, even for plain HTTP) share one CA."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(folder / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return auto_certificates(folder, names)

@@ -65,6 +65,14 @@ _SUPERVISOR_SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, _LISTENING
 # still running at the end of the grace time get to clean up after being cancelled.
 _DRAIN_POLL_SECONDS = 0.05
 _CANCEL_SECONDS = 2.0
+# Whether this process serves the app (run_server): not so in the supervisor, which only
+# prepares the data folder, nor where tests drive the app in-process. The gRPC server
+# (beakerd/grpc_server.py) starts only where this is true: gRPC must not run before a fork.
+_serving = False
+
+
+def serving() -> bool:
+    return _serving
 
 
 def run_server(
@@ -79,6 +87,8 @@ def run_server(
 
     Raises ListenError, before the app starts, when the address cannot be listened on.
     """
+    global _serving
+    _serving = True
     asyncio.run(_serve_until_signalled(app, settings, ssl_context, reuse_port, on_listening))
 
 
@@ -109,6 +119,9 @@ async def _serve_until_signalled(
     except BaseException:
         for listener in listeners:
             listener.close()
+        # The contexts that did start (the database's among them) are closed again: a thread
+        # left running would keep the process from exiting.
+        await runner.cleanup()
         raise
     try:
         assert runner.server is not None

@@ -34,8 +34,12 @@ async def bootstrap(
     account_name: str | None,
     config_path: Path | None = None,
     scheme: str = "http",
+    rpc_address: str | None = None,
 ) -> None:
-    """Create the first account when there is none; write the Beaker config if missing."""
+    """Create the first account when there is none; write the Beaker config if missing.
+
+    `rpc_address` is where beaker-py 2.x finds the gRPC API (host:port, always TLS).
+    """
     if await count_accounts(db) > 0:
         return
     name = account_name or _safe_name(getpass.getuser())
@@ -57,6 +61,8 @@ async def bootstrap(
         "default_org": account.name,
         "default_workspace": f"{account.name}/{DEFAULT_WORKSPACE}",
     }
+    if rpc_address is not None:
+        config["rpc_address"] = rpc_address
     if write_config_if_absent(path, config):
         log.info("wrote Beaker client config with the admin's API token to %s", path)
     else:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 from metadata.errors import Conflict, Invalid, NotFound
 from metadata.ids import is_valid_name, new_id, new_repository_name, now
 from metadata.narratives import check_narrative, render_narrative
-from metadata.records import Account, Image, Workspace
+from metadata.records import Account, Image, Organization, Workspace
 from metadata.workspaces import workspace_from_row
 from registry.context import RegistryContext
 from storage.database import Database
@@ -152,13 +152,32 @@ async def list_images(
     offset: int = 0,
     limit: int = 100,
     public_only: bool = False,
+    author: Account | None = None,
+    org: Organization | None = None,
+    reader: Account | None = None,
 ) -> list[Image]:
-    """Images of a workspace (or of all), sorted, optionally matching `text` in the name."""
+    """Images of a workspace (or of all), sorted, optionally matching `text` in the name.
+
+    `author` and `org` narrow the list further; with `reader`, only the images it may read
+    (the rule of metadata/permissions.py, as SQL) are listed.
+    """
     clauses: list[str] = ["w.public = 1"] if public_only else []
     params: list[Any] = []
     if workspace is not None:
         clauses.append("i.workspace_id = ?")
         params.append(workspace.id)
+    if author is not None:
+        clauses.append("i.author_id = ?")
+        params.append(author.id)
+    if org is not None:
+        clauses.append("w.organization_id = ?")
+        params.append(org.id)
+    if reader is not None and not reader.admin:
+        clauses.append(
+            "(i.author_id = ? OR w.public = 1 OR EXISTS (SELECT 1 FROM organization_members m"
+            " WHERE m.organization_id = w.organization_id AND m.account_id = ?))"
+        )
+        params += [reader.id, reader.id]
     if text:
         # instr() rather than LIKE: no wildcard characters to escape in user text.
         clauses.append("(instr(lower(coalesce(i.name, '')), lower(?)) > 0 OR i.id = ?)")

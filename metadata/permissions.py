@@ -1,14 +1,21 @@
-"""Who may see and change what, for the API and the registry alike.
+"""Who may see and change what, for the API (REST and gRPC) and the registry alike.
 
 Reading: admins; members of the owning organization; anyone for a public workspace (and its
 images); an image's author. Writing a workspace (creating images in it): admins and members.
 Changing or deleting an image, or getting push credentials for it: its author and admins.
+Changing a workspace, or creating one in an organization: admins and its members.
+
+Unknown refs, and objects the caller may not read, are NotFound alike, so existence never
+leaks; a readable object the caller may not change is Forbidden.
 """
 
 from __future__ import annotations
 
+from metadata.errors import Forbidden, NotFound
+from metadata.images import find_image
 from metadata.organizations import is_member
-from metadata.records import Account, Image, Workspace
+from metadata.records import Account, Image, Organization, Workspace
+from metadata.workspaces import find_workspace
 from storage.database import Database
 
 
@@ -30,3 +37,41 @@ async def can_read_image(db: Database, account: Account, image: Image) -> bool:
 
 def can_modify_image(account: Account, image: Image) -> bool:
     return account.admin or image.author.id == account.id
+
+
+async def readable_workspace(db: Database, account: Account, ref: str) -> Workspace:
+    """The workspace `ref` (ID or `<org>/<name>`) if `account` may read it, else NotFound."""
+    workspace = await find_workspace(db, ref)
+    if workspace is None or not await can_read_workspace(db, account, workspace):
+        raise NotFound(f"workspace {ref!r} not found")
+    return workspace
+
+
+async def writable_workspace(db: Database, account: Account, ref: str) -> Workspace:
+    """The workspace `ref` if `account` may change it or add to it; Forbidden when archived."""
+    workspace = await readable_workspace(db, account, ref)
+    if not await can_write_workspace(db, account, workspace):
+        raise Forbidden(f"{account.name} may not change workspace {workspace.full_name}")
+    return workspace
+
+
+async def readable_image(db: Database, account: Account, ref: str) -> Image:
+    """The image `ref` (ID or `<author>/<name>`) if `account` may read it, else NotFound."""
+    image = await find_image(db, ref)
+    if image is None or not await can_read_image(db, account, image):
+        raise NotFound(f"image {ref!r} not found")
+    return image
+
+
+async def modifiable_image(db: Database, account: Account, ref: str) -> Image:
+    """The image `ref` if `account` may change or delete it (Forbidden if only readable)."""
+    image = await readable_image(db, account, ref)
+    if not can_modify_image(account, image):
+        raise Forbidden(f"only the author of image {image.id} or an admin may change it")
+    return image
+
+
+async def require_member(db: Database, account: Account, org: Organization) -> None:
+    """Forbidden unless `account` may create workspaces in `org` (a member, or an admin)."""
+    if not account.admin and not await is_member(db, org.id, account.id):
+        raise Forbidden(f"{account.name} is not a member of organization {org.name}")

@@ -1,7 +1,8 @@
 """The /api/v3 endpoints (see BEAKER_API.md), mounted with `add_routes(app)`.
 
 Unknown refs, and objects the caller may not read, answer 404 alike, so existence never leaks;
-a readable object the caller may not change answers 403.
+a readable object the caller may not change answers 403 (metadata/permissions.py decides both,
+for gRPC too).
 """
 
 from __future__ import annotations
@@ -38,7 +39,6 @@ from metadata.images import (
     commit_image,
     create_image,
     delete_image,
-    find_image,
     list_images,
     search_images,
     update_image,
@@ -67,19 +67,18 @@ from metadata.narratives import check_narrative
 from metadata.organizations import (
     find_organization,
     get_organization,
-    is_member,
     organizations_of,
 )
 from metadata.permissions import (
-    can_modify_image,
-    can_read_image,
-    can_read_workspace,
     can_write_workspace,
+    modifiable_image,
+    readable_image,
+    readable_workspace,
+    require_member,
 )
 from metadata.records import Image, Workspace
 from metadata.workspaces import (
     create_workspace,
-    find_workspace,
     image_count,
     list_workspaces,
     transfer_images,
@@ -139,10 +138,7 @@ async def get_org(call: Call) -> web.Response:
 
 
 async def _readable_workspace(call: Call, ref: str) -> Workspace:
-    workspace = await find_workspace(call.ctx.db, ref)
-    if workspace is None or not await can_read_workspace(call.ctx.db, call.account, workspace):
-        raise NotFound(f"workspace {ref!r} not found")
-    return workspace
+    return await readable_workspace(call.ctx.db, call.account, ref)
 
 
 async def _workspace_model(call: Call, workspace: Workspace) -> WorkspaceModel:
@@ -165,8 +161,7 @@ async def create_workspace_route(call: Call) -> web.Response:
     if org is None:
         raise NotFound(f"organization {org_name or call.account.name!r} not found")
     db = call.ctx.db
-    if not call.account.admin and not await is_member(db, org.id, call.account.id):
-        raise Forbidden(f"{call.account.name} is not a member of organization {org.name}")
+    await require_member(db, call.account, org)
     workspace = await create_workspace(
         db, org, name, call.account, description=spec.description or "", public=spec.public
     )
@@ -258,17 +253,11 @@ async def transfer_into_workspace(call: Call) -> web.Response:
 
 
 async def _readable_image(call: Call, ref: str) -> Image:
-    image = await find_image(call.ctx.db, ref)
-    if image is None or not await can_read_image(call.ctx.db, call.account, image):
-        raise NotFound(f"image {ref!r} not found")
-    return image
+    return await readable_image(call.ctx.db, call.account, ref)
 
 
 async def _modifiable_image(call: Call, ref: str) -> Image:
-    image = await _readable_image(call, ref)
-    if not can_modify_image(call.account, image):
-        raise Forbidden(f"only the author of image {image.id} or an admin may change it")
-    return image
+    return await modifiable_image(call.ctx.db, call.account, ref)
 
 
 def _image_response(call: Call, image: Image) -> web.Response:

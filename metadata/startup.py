@@ -18,7 +18,8 @@ async def open_metadata(
     token_ttl_seconds: float,
     scheme: str = "http",
     pages_show_private: bool = True,
+    rpc_address: str | None = None,
 ) -> MetadataContext:
     await db.migrate("metadata", MIGRATIONS)
-    await bootstrap(db, registry_address, bootstrap_account, scheme=scheme)
+    await bootstrap(db, registry_address, bootstrap_account, scheme=scheme, rpc_address=rpc_address)
     return MetadataContext(db, registry, registry_address, token_ttl_seconds, pages_show_private)

@@ -8,6 +8,7 @@ is unarchived. Moving images in (`transfer_images`) is all or nothing.
 from __future__ import annotations
 
 import sqlite3
+from typing import Literal
 
 from metadata.errors import Conflict, Forbidden, Invalid, NotFound
 from metadata.ids import is_valid_name, new_id, now
@@ -81,15 +82,48 @@ async def get_workspace(db: Database, ref: str) -> Workspace:
     return workspace
 
 
+WorkspaceOrder = Literal["full_name", "name", "created"]
+_WORKSPACE_ORDER: dict[str, str] = {
+    "full_name": "o.name {0}, w.name {0}",
+    "name": "w.name {0}, o.name {0}",
+    "created": "w.created {0}, w.id {0}",
+}
+
+
 async def list_workspaces(
-    db: Database, reader: Account, org: Organization | None, offset: int, limit: int
+    db: Database,
+    reader: Account,
+    org: Organization | None,
+    offset: int,
+    limit: int,
+    *,
+    author: Account | None = None,
+    archived: bool | None = None,
+    text: str | None = None,
+    order: WorkspaceOrder = "full_name",
+    descending: bool = False,
 ) -> list[Workspace]:
-    """Workspaces `reader` may see (of one org, or all), by full name."""
+    """Workspaces `reader` may see (of one org, or all), by full name unless told otherwise.
+
+    `author`, `archived` and `text` (in the name or description) narrow the list.
+    """
     clauses: list[str] = []
     params: list[str | int] = []
     if org is not None:
         clauses.append("o.id = ?")
         params.append(org.id)
+    if author is not None:
+        clauses.append("w.author_id = ?")
+        params.append(author.id)
+    if archived is not None:
+        clauses.append("w.archived = ?")
+        params.append(int(archived))
+    if text:
+        # instr() rather than LIKE: no wildcard characters to escape in user text.
+        clauses.append(
+            "(instr(lower(w.name), lower(?)) > 0 OR instr(lower(w.description), lower(?)) > 0)"
+        )
+        params += [text, text]
     if not reader.admin:
         clauses.append(
             "(w.public = 1 OR EXISTS (SELECT 1 FROM organization_members m"
@@ -98,7 +132,11 @@ async def list_workspaces(
         params.append(reader.id)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     rows = await db.fetchall(
-        SELECT_WORKSPACE + where + " ORDER BY o.name, w.name LIMIT ? OFFSET ?",
+        SELECT_WORKSPACE
+        + where
+        + " ORDER BY "
+        + _WORKSPACE_ORDER[order].format("DESC" if descending else "ASC")
+        + " LIMIT ? OFFSET ?",
         (*params, limit, offset),
     )
     return [workspace_from_row(row) for row in rows]
