@@ -91,6 +91,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         scheme=settings.url_scheme,
         pages_show_private=settings.loopback_only,
         rpc_address=settings.rpc_address,
+        ca_file=root / "tls" / "ca.crt" if settings.tls_auto else None,
     )
     if AUTHORITY not in app:  # tests may bring their own
         app[AUTHORITY] = BeakerAuthority(db)

@@ -35,10 +35,12 @@ async def bootstrap(
     config_path: Path | None = None,
     scheme: str = "http",
     rpc_address: str | None = None,
+    ca_file: Path | None = None,
 ) -> None:
     """Create the first account when there is none; write the Beaker config if missing.
 
-    `rpc_address` is where beaker-py 2.x finds the gRPC API (host:port, always TLS).
+    `rpc_address` is where beaker-py 2.x finds the gRPC API (host:port, always TLS); `ca_file`
+    is the CA of a `--tls auto` server, which the `beaker` CLI then trusts.
     """
     if await count_accounts(db) > 0:
         return
@@ -63,6 +65,8 @@ async def bootstrap(
     }
     if rpc_address is not None:
         config["rpc_address"] = rpc_address
+    if ca_file is not None:
+        config["ca_file"] = str(ca_file)
     if write_config_if_absent(path, config):
         log.info("wrote Beaker client config with the admin's API token to %s", path)
     else:

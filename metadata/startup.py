@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from metadata.bootstrap import bootstrap
 from metadata.context import MetadataContext
 from metadata.schema import MIGRATIONS
@@ -19,7 +21,15 @@ async def open_metadata(
     scheme: str = "http",
     pages_show_private: bool = True,
     rpc_address: str | None = None,
+    ca_file: Path | None = None,
 ) -> MetadataContext:
     await db.migrate("metadata", MIGRATIONS)
-    await bootstrap(db, registry_address, bootstrap_account, scheme=scheme, rpc_address=rpc_address)
+    await bootstrap(
+        db,
+        registry_address,
+        bootstrap_account,
+        scheme=scheme,
+        rpc_address=rpc_address,
+        ca_file=ca_file,
+    )
     return MetadataContext(db, registry, registry_address, token_ttl_seconds, pages_show_private)
