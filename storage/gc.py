@@ -47,7 +47,7 @@ from storage.database import Database
 from storage.digests import Digest, InvalidDigest
 from storage.orphans import RepositoryOwners, remove_orphans
 from storage.sizes import human_bytes
-from storage.trash import BlobFiles
+from storage.trash import BlobFiles, list_files, unlink_counting
 
 log = logging.getLogger("beakerd.gc")
 
@@ -298,14 +298,14 @@ class GarbageCollector:
                 with contextlib.suppress(InvalidDigest):
                     if await self.files.remove(Digest.parse(row["digest"])) is not None:
                         report.orphan_files += 1
-            report.upload_bytes += await asyncio.to_thread(_unlink_counting, path)
-            await asyncio.to_thread(_unlink_counting, path.with_name(path.name + ".unshared"))
+            report.upload_bytes += await asyncio.to_thread(unlink_counting, path)
+            await asyncio.to_thread(unlink_counting, path.with_name(path.name + ".unshared"))
             await self.db.execute(
                 "DELETE FROM uploads WHERE id = ? AND updated_at < ?", (row["id"], expired)
             )
         # Files whose session row was never committed (a crash inside `create`), or is gone.
         known = {str(row["id"]) for row in await self.db.fetchall("SELECT id FROM uploads")}
-        for path in await asyncio.to_thread(_list_files, self.uploads_root):
+        for path in await asyncio.to_thread(list_files, self.uploads_root):
             upload_id = path.name.split(".", 1)[0]
             if upload_id in known or await asyncio.to_thread(_mtime, path) >= expired:
                 continue
@@ -313,7 +313,7 @@ class GarbageCollector:
             if dry_run:
                 report.upload_bytes += await asyncio.to_thread(_size_or_zero, path)
             else:
-                report.upload_bytes += await asyncio.to_thread(_unlink_counting, path)
+                report.upload_bytes += await asyncio.to_thread(unlink_counting, path)
 
 
 def _parsed(digests: list[str]) -> list[Digest]:
@@ -322,22 +322,6 @@ def _parsed(digests: list[str]) -> list[Digest]:
         with contextlib.suppress(InvalidDigest):
             parsed.append(Digest.parse(text))
     return parsed
-
-
-def _unlink_counting(path: Path) -> int:
-    try:
-        size = path.stat().st_size
-        path.unlink()
-    except FileNotFoundError:
-        return 0
-    return size
-
-
-def _list_files(folder: Path) -> list[Path]:
-    try:
-        return [Path(e.path) for e in os.scandir(folder) if e.is_file(follow_symlinks=False)]
-    except FileNotFoundError:
-        return []
 
 
 def _size_or_zero(path: Path) -> int:

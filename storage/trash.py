@@ -56,7 +56,7 @@ class BlobFiles:
         if await self.has_row(str(digest)):
             await asyncio.to_thread(_restore, tombs[0])
             return None
-        return await asyncio.to_thread(_unlink_counting, tombs[0].path)
+        return await asyncio.to_thread(unlink_counting, tombs[0].path)
 
     async def bury(self, digests: Iterable[Digest]) -> list[Tomb]:
         """Rename the files of `digests` into trash/, durably; those without a file are left out."""
@@ -67,7 +67,7 @@ class BlobFiles:
         return await asyncio.to_thread(_settle_all, list(tombs), rows_deleted)
 
     async def anything_in_trash(self) -> bool:
-        return bool(await asyncio.to_thread(_list_files, self.trash))
+        return bool(await asyncio.to_thread(list_files, self.trash))
 
     async def recover(self) -> int:
         """Settle what an interrupted removal left in trash/; returns the files deleted."""
@@ -77,7 +77,7 @@ class BlobFiles:
         strays = await asyncio.to_thread(self._strays)
         await asyncio.to_thread(_settle_all, tombs, gone)
         for stray in strays:
-            await asyncio.to_thread(_unlink_counting, stray)
+            await asyncio.to_thread(unlink_counting, stray)
         return len([t for t in tombs if str(t.digest) in gone]) + len(strays)
 
     async def _with_rows(self, digests: list[str]) -> set[str]:
@@ -112,14 +112,14 @@ class BlobFiles:
 
     def _tombs(self) -> list[Tomb]:
         tombs = []
-        for path in _list_files(self.trash):
+        for path in list_files(self.trash):
             digest = _tomb_digest(path.name)
             if digest is not None:
                 tombs.append(Tomb(digest, path, self.store.path(digest)))
         return tombs
 
     def _strays(self) -> list[Path]:
-        return [p for p in _list_files(self.trash) if _tomb_digest(p.name) is None]
+        return [p for p in list_files(self.trash) if _tomb_digest(p.name) is None]
 
 
 def _tomb_name(digest: Digest) -> str:
@@ -138,7 +138,7 @@ def _settle_all(tombs: list[Tomb], rows_deleted: Collection[str]) -> int:
     freed = 0
     for tomb in tombs:
         if str(tomb.digest) in rows_deleted:
-            freed += _unlink_counting(tomb.path)
+            freed += unlink_counting(tomb.path)
         else:
             _restore(tomb)
     return freed
@@ -157,7 +157,8 @@ def _restore(tomb: Tomb) -> None:
         os.unlink(tomb.path)
 
 
-def _unlink_counting(path: Path) -> int:
+def unlink_counting(path: Path) -> int:
+    """Remove `path`; the bytes it held (0 if it was already gone)."""
     try:
         size = path.stat().st_size
         path.unlink()
@@ -166,7 +167,8 @@ def _unlink_counting(path: Path) -> int:
     return size
 
 
-def _list_files(folder: Path) -> list[Path]:
+def list_files(folder: Path) -> list[Path]:
+    """The plain files directly in `folder` (none if it does not exist)."""
     try:
         return [Path(e.path) for e in os.scandir(folder) if e.is_file(follow_symlinks=False)]
     except FileNotFoundError:
