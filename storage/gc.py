@@ -32,11 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import json
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass
@@ -45,6 +42,7 @@ from typing import Any
 
 from storage.database import Database
 from storage.digests import Digest, InvalidDigest
+from storage.file_lock import exclusive
 from storage.orphans import RepositoryOwners, remove_orphans
 from storage.sizes import human_bytes
 from storage.trash import BlobFiles, list_files, unlink_counting
@@ -106,17 +104,10 @@ class GcReport:
 @contextlib.asynccontextmanager
 async def gc_lock(root: Path) -> AsyncIterator[None]:
     """The data folder's collection lock, or GcBusy at once if another process holds it."""
-    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise GcBusy("another garbage collection is running on this data folder") from e
-            raise
+    with exclusive(
+        root / LOCK_FILE, GcBusy("another garbage collection is running on this data folder")
+    ):
         yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 # Manifests a collection must keep. `live` starts from the roots and follows index entries and

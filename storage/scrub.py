@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +33,7 @@ from pathlib import Path
 from storage.blobs import BlobStore, FileIdentity, identity_of
 from storage.database import Database
 from storage.digests import Digest, InvalidDigest
+from storage.file_lock import exclusive
 
 log = logging.getLogger("beakerd.scrub")
 
@@ -121,20 +120,9 @@ def hash_paced(path: Path, algorithm: str, pacer: Pacer) -> tuple[str, int, File
     return hasher.hexdigest(), size, identity
 
 
-@contextlib.contextmanager
-def scrub_lock(root: Path) -> Iterator[None]:
+def scrub_lock(root: Path) -> contextlib.AbstractContextManager[None]:
     """The data folder's scrub lock, or ScrubBusy at once if another process holds it."""
-    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise ScrubBusy("another process is scrubbing this data folder") from e
-            raise
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
+    return exclusive(root / LOCK_FILE, ScrubBusy("another process is scrubbing this data folder"))
 
 
 class Scrubber:

@@ -73,6 +73,13 @@ class Api:
         )
         return result
 
+    async def push_credentials(
+        self, image: dict[str, Any], token: str | None = None
+    ) -> tuple[str, str]:
+        """The user and password `GET /images/{id}/repository?upload=true` mints."""
+        repo = await self.ok("GET", f"/images/{image['id']}/repository?upload=true", token)
+        return repo["auth"]["user"], repo["auth"]["password"]
+
     async def new_account(self, name: str, admin: bool = False) -> tuple[Account, str]:
         return await create_account(self.db, name, admin=admin)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from metadata.accounts import issue_token
 from registry.context import REGISTRY
@@ -17,11 +16,6 @@ from tests.metadata.helpers import (
     push_latest,
     repository_of,
 )
-
-
-async def _upload_credentials(api: Api, image: dict[str, Any], token: str) -> tuple[str, str]:
-    repo = await api.ok("GET", f"/images/{image['id']}/repository?upload=true", token)
-    return repo["auth"]["user"], repo["auth"]["password"]
 
 
 async def _push_status(api: Api, repository: str, headers: dict[str, str]) -> int:
@@ -49,7 +43,7 @@ async def test_revoking_the_api_token_stops_the_image_credential_it_minted(api: 
     created = await api.ok("POST", "/user/tokens", json_body={"description": "ci"})
     image = await api.create_image("revocable", token=created["token"])
     repository = repository_of(image)
-    user, password = await _upload_credentials(api, image, created["token"])
+    user, password = await api.push_credentials(image, created["token"])
     bearer = await _bearer_from(api, user, password, repository)
     assert await _push_status(api, repository, basic(user, password)) == 201
 
@@ -63,7 +57,7 @@ async def test_revoking_the_api_token_stops_the_image_credential_it_minted(api: 
 async def test_an_image_credential_never_outlives_the_api_token_that_minted_it(api: Api) -> None:
     _, secret = await issue_token(api.db, "tester", "short", expires=time.time() + 60)
     image = await api.create_image("short-lived", token=secret)
-    _, password = await _upload_credentials(api, image, secret)
+    _, password = await api.push_credentials(image, secret)
     claims = api.client.app[TOKENS].verify(password)
     assert claims.expires <= time.time() + 60
     assert claims.image_id == image["id"]
@@ -74,7 +68,7 @@ async def test_deleting_the_image_stops_its_credentials_and_nothing_recreates_it
 ) -> None:
     image = await api.create_image("deleted")
     repository = repository_of(image)
-    user, password = await _upload_credentials(api, image, api.token)
+    user, password = await api.push_credentials(image, api.token)
     bearer = await _bearer_from(api, user, password, repository)
     await push_latest(api.client, repository, [b"content"], basic(user, password))
 
@@ -88,7 +82,7 @@ async def test_a_push_racing_the_delete_cannot_recreate_the_repository(api: Api)
     """Checked in the transaction that writes: the body was still arriving at the delete."""
     image = await api.create_image("racing-delete")
     repository = repository_of(image)
-    user, password = await _upload_credentials(api, image, api.token)
+    user, password = await api.push_credentials(image, api.token)
     gate = GatedBody(b"late ", b"bytes")
     upload = asyncio.create_task(
         api.client.post(

@@ -289,7 +289,7 @@ async def test_creating_in_a_workspace_one_cannot_write_is_refused(api: Api) -> 
 async def test_a_manifest_still_arriving_when_the_commit_lands_is_refused(api: Api) -> None:
     image = await api.create_image("race-manifest")
     repository = repository_of(image)
-    user, password = await _push_credentials(api, image)
+    user, password = await api.push_credentials(image)
     pinned, _ = await push_latest(api.client, repository, [b"first"], basic(user, password))
     replacement = manifest_bytes(b"{}", [])
     config = await api.client.post(
@@ -324,7 +324,7 @@ async def test_a_manifest_still_arriving_when_the_commit_lands_is_refused(api: A
 async def test_a_blob_still_arriving_when_the_commit_lands_is_not_linked(api: Api) -> None:
     image = await api.create_image("race-blob")
     repository = repository_of(image)
-    user, password = await _push_credentials(api, image)
+    user, password = await api.push_credentials(image)
     await push_latest(api.client, repository, [b"first"], basic(user, password))
     gate = GatedBody(b"late ", b"layer")
     upload = asyncio.create_task(
@@ -372,8 +372,3 @@ async def test_names_are_matched_whole_so_a_final_newline_is_refused(api: Api, n
     assert resp.status == 400, name
     resp = await api.call("POST", "/workspaces", json_body={"name": "default\n", "org": "tester"})
     assert resp.status == 400
-
-
-async def _push_credentials(api: Api, image: dict[str, Any]) -> tuple[str, str]:
-    repo = await api.ok("GET", f"/images/{image['id']}/repository?upload=true")
-    return repo["auth"]["user"], repo["auth"]["password"]
