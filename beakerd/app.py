@@ -22,7 +22,7 @@ from registry.middleware import registry_errors
 from registry.routes import add_routes as add_registry_routes
 from registry.tokens import TOKENS, TokenIssuer, load_or_create_key
 from storage.blobs import BlobStore
-from storage.database import Database
+from storage.database import Database, open_database
 from storage.gc import GarbageCollector, GcPolicy, run_periodically
 from storage.generation import Generation
 from storage.repositories import Repositories
@@ -69,7 +69,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     for folder in (root, root / "blobs", root / "uploads"):
         folder.mkdir(parents=True, exist_ok=True)
     app[TOKENS] = TokenIssuer(load_or_create_key(root / "keys" / "registry.pem"), REGISTRY_SERVICE)
-    db = Database(root / "beakerd.db")
+    db = open_database(settings.database, root)
     await db.open()
     await db.migrate("storage", STORAGE_MIGRATIONS)
     generation = Generation(root / "generation")

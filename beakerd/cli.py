@@ -19,6 +19,7 @@ _SETTINGS_FROM_ARGS = (
     "port",
     "public_address",
     "data_dir",
+    "database",
     "log_level",
     "log_format",
     "workers",
@@ -51,6 +52,12 @@ class _Parser(argparse.ArgumentParser):
         )
         shared.add_argument(
             "--data-dir", default=argparse.SUPPRESS, help="where blobs and the database live"
+        )
+        shared.add_argument(
+            "--database",
+            default=argparse.SUPPRESS,
+            help="sqlite:///PATH or postgresql://USER:PASS@HOST:PORT/DB"
+            " (default: beakerd.db in the data folder)",
         )
         shared.add_argument(
             "--log-level", default=argparse.SUPPRESS, help="debug, info, warning or error"

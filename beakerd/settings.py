@@ -17,6 +17,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from storage.postgres import is_postgres_url
+from storage.sqlite import sqlite_path
+
 # The values of `--config FILE` while `load_settings` builds Settings.
 _CONFIG_FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar(
     "beakerd_config_file", default=None
@@ -36,6 +39,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default_factory=default_data_dir,
         description="Blobs, database, keys and certificates (`--data-dir`).",
+    )
+    database: str | None = Field(
+        default=None,
+        description="`sqlite:///PATH` or `postgresql://USER:PASS@HOST:PORT/DB`, which replicas"
+        " share (`--database`); unset: `beakerd.db` in the data folder.",
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     public_address: str | None = Field(
@@ -160,6 +168,13 @@ class Settings(BaseSettings):
         # Flags (init kwargs) over BEAKERD_* variables over the config file over defaults.
         file_values = InitSettingsSource(settings_cls, dict(_CONFIG_FILE_VALUES.get() or {}))
         return (init_settings, env_settings, file_values)
+
+    @field_validator("database")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None and not is_postgres_url(value):
+            sqlite_path(value)  # raises ValueError, naming the URL
+        return value
 
     @field_validator("log_level")
     @classmethod
