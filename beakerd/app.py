@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
 from beakerd import grpc_server, health, metrics
@@ -19,12 +21,15 @@ from registry.auth import AUTH_POLICY, AUTHORITY, AuthPolicy, registry_auth
 from registry.bodies import BODY_READ_TIMEOUT
 from registry.context import REGISTRY, RegistryContext
 from registry.middleware import registry_errors
+from registry.proxy import PullThrough, PullThroughOwners
 from registry.routes import add_routes as add_registry_routes
 from registry.tokens import TOKENS, TokenIssuer, load_or_create_key
 from storage.blobs import BlobStore
 from storage.database import Database, open_database
 from storage.gc import GarbageCollector, GcPolicy, run_periodically
 from storage.generation import Generation
+from storage.orphans import RepositoryOwners
+from storage.pull_cache import PullCache
 from storage.repositories import Repositories
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
 from storage.scrub import Scrubber
@@ -32,6 +37,10 @@ from storage.scrub import run_periodically as scrub_periodically
 from storage.uploads import UploadSessions
 
 DATABASE = web.AppKey("database", Database)
+log = logging.getLogger("beakerd")
+# An upstream that accepts no connection this fast is down; one silent this long mid-body too.
+UPSTREAM_CONNECT_SECONDS = 10.0
+UPSTREAM_READ_SECONDS = 60.0
 # The `service` of registry tokens: their audience, echoed by clients from our challenges.
 REGISTRY_SERVICE = "beakerd"
 
@@ -51,10 +60,14 @@ def create_app(settings: Settings) -> web.Application:
             if settings.public_address
             else None
         ),
+        pull_through=frozenset(u.name for u in settings.upstreams),
     )
     add_registry_routes(app)
     add_metadata_routes(app)
     app.cleanup_ctx.append(_storage)
+    if settings.upstreams:
+        # After _storage: the cache writes through its upload sessions.
+        app.cleanup_ctx.append(_pull_through)
     # After _storage: it serves app[METADATA].
     app.cleanup_ctx.append(grpc_server.grpc_context(settings))
     # After _storage: the metrics gauges read the database it opens.
@@ -96,7 +109,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     if AUTHORITY not in app:  # tests may bring their own
         app[AUTHORITY] = BeakerAuthority(db)
     collector = GarbageCollector(
-        db, root, gc_policy(settings), generation.bump, BeakerRepositoryOwners(db)
+        db, root, gc_policy(settings), generation.bump, repository_owners(db, settings)
     )
     gc_task = (
         asyncio.create_task(
@@ -120,6 +133,56 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
             await asyncio.gather(task, return_exceptions=True)
     generation.close()
     await db.close()
+
+
+async def _pull_through(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    ctx = app[REGISTRY]
+    timeout = aiohttp.ClientTimeout(
+        total=None, sock_connect=UPSTREAM_CONNECT_SECONDS, sock_read=UPSTREAM_READ_SECONDS
+    )
+    async with aiohttp.ClientSession(timeout=timeout, raise_for_status=False) as session:
+        proxy = PullThrough(
+            settings.upstreams,
+            session,
+            PullCache(app[DATABASE]),
+            ctx.repositories,
+            ctx.uploads,
+            ctx.manifest,
+        )
+        ctx.proxy = proxy
+        expiry = settings.pull_cache_expiry_seconds
+        task = (
+            asyncio.create_task(_age_out(proxy, ctx, expiry, settings.gc_interval_seconds))
+            if expiry > 0 and settings.gc_interval_seconds > 0
+            else None
+        )
+        yield
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        ctx.proxy = None
+
+
+async def _age_out(
+    proxy: PullThrough, ctx: RegistryContext, expiry: float, interval: float
+) -> None:
+    """Before each garbage collection, as often: unused cache entries go, then their blobs."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if await proxy.expire(expiry):
+                ctx.changed()
+        except Exception:
+            log.exception("ageing out the pull-through cache failed; retrying next interval")
+
+
+def repository_owners(db: Database, settings: Settings) -> RepositoryOwners:
+    """Who holds repositories, for GC and fsck: accounts, images and the configured upstreams."""
+    owners: RepositoryOwners = BeakerRepositoryOwners(db)
+    if settings.upstreams:
+        owners = PullThroughOwners(owners, settings.upstreams)
+    return owners
 
 
 def gc_policy(settings: Settings) -> GcPolicy:

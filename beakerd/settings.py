@@ -17,6 +17,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from registry.upstreams import DEFAULT_TAG_TTL_SECONDS, Upstream, check_unique
 from storage.postgres import is_postgres_url
 from storage.sqlite import sqlite_path
 
@@ -161,6 +162,20 @@ class Settings(BaseSettings):
         description="The gRPC port; unset: the HTTP port + 1 (turned off with a warning if"
         " taken); 0: any free port.",
     )
+    upstreams: list[Upstream] = Field(
+        default_factory=list,
+        description="Registries to pull through (the config file's `upstreams:`, a list of"
+        " `{name, url, username?, password?, tag_ttl_seconds?}`): `HOST/<name>/<path>:<tag>` is"
+        " `<url>`'s `<path>:<tag>`, fetched on a miss and cached; tags are re-checked after"
+        f" `tag_ttl_seconds` (default {DEFAULT_TAG_TTL_SECONDS:g}); plain `http://` only for"
+        " loopback upstreams. Cached repositories are read-only; any account may pull them.",
+    )
+    pull_cache_expiry_seconds: float = Field(
+        default=30 * 86400.0,
+        ge=0,
+        description="Cached tags and manifests that no client pulled for this long are dropped"
+        " (their blobs then go with garbage collection); 0: never.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -180,6 +195,12 @@ class Settings(BaseSettings):
     def _database_url(cls, value: str | None) -> str | None:
         if value is not None and not is_postgres_url(value):
             sqlite_path(value)  # raises ValueError, naming the URL
+        return value
+
+    @field_validator("upstreams")
+    @classmethod
+    def _unique_upstreams(cls, value: list[Upstream]) -> list[Upstream]:
+        check_unique(value)
         return value
 
     @field_validator("log_level")

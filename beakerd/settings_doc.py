@@ -19,6 +19,8 @@ END = "<!-- end of settings table -->"
 
 
 def _default(name: str, field: FieldInfo) -> str:
+    if field.default_factory is list:
+        return "none"
     if field.default_factory is not None:
         return "see below" if name != "data_dir" else "`$XDG_DATA_HOME/beakerd`"
     value = field.default

@@ -12,7 +12,9 @@ from typing import Protocol
 
 from aiohttp import web
 
+from registry.context import REGISTRY
 from registry.errors import ErrorCode, RegistryError
+from registry.proxy import refuse_write
 
 PULL = "pull"
 PUSH = "push"
@@ -82,6 +84,12 @@ def access_of(request: web.Request) -> Access:
 
 
 async def require(request: web.Request, repository: str, *actions: str) -> None:
+    if PUSH in actions or DELETE in actions:
+        # Before any credential check: the answer is the same for everyone, and says nothing
+        # about what the cache holds.
+        ctx = request.app.get(REGISTRY)
+        if ctx is not None:
+            refuse_write(ctx.proxy, repository)
     access = access_of(request)
     for action in actions:
         if not await access.allows(repository, action):

@@ -79,6 +79,12 @@ class AuthPolicy:
     # `scheme://host:port` clients reach the server at (from --public-address), for the realm
     # of challenges; None: the address the connection arrived on.
     public_base: str | None = None
+    # The upstreams' names: repositories under them are the pull-through cache, which any
+    # account may pull (anonymous callers too when anonymous pulls are on) and none may write.
+    pull_through: frozenset[str] = frozenset()
+
+    def in_pull_through(self, repository: str) -> bool:
+        return repository.split("/", 1)[0] in self.pull_through
 
 
 AUTHORITY = web.AppKey("authority", Authority)
@@ -106,6 +112,8 @@ class _Caller:
         if self.policy.anonymous_pull:
             return repositories
         allowed = await self.authority.readable_repositories(self._account(), repositories)
+        if self.principal is not None:
+            allowed |= {name for name in repositories if self.policy.in_pull_through(name)}
         return [name for name in repositories if name in allowed]
 
     async def account_rights(self, repository: str) -> frozenset[str]:
@@ -114,6 +122,10 @@ class _Caller:
         Used only to tell whether a blob already exists somewhere the account can read, so
         that pushing through an image's credential still says "Layer already exists".
         """
+        if self.policy.in_pull_through(repository):
+            # Pull only, whoever asks (an admin too): the cache's content is the upstream's.
+            anyone = self.principal is not None or self.policy.anonymous_pull
+            return frozenset({PULL}) if anyone else frozenset()
         rights = await self.authority.allowed_actions(self._account(), repository)
         if self.principal is not None and self.principal.grants is not None:
             rights |= granted(self.principal.grants, repository)
@@ -123,6 +135,8 @@ class _Caller:
 
     async def may_create(self, repository: str) -> bool:
         principal = self.principal
+        if self.policy.in_pull_through(repository):
+            return False  # only the cache itself creates repositories there
         if principal is None or principal.image_id is not None:
             # An image's credential pushes into its image's repository, which exists from the
             # image's creation: if it is gone, so is the image.

@@ -22,6 +22,7 @@ from registry.access import DELETE, PULL, require
 from registry.context import REGISTRY
 from registry.errors import ErrorCode, RegistryError
 from registry.names import check_name, parse_digest
+from registry.proxy import BlobStream
 from registry.visibility import visible_blob_size
 from storage.blobs import BlobStore, identity_of
 from storage.digests import Digest
@@ -43,18 +44,30 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
     name = check_name(request.match_info["name"])
     digest = parse_digest(request.match_info["digest"])
     await require(request, name, PULL)
-    if request.method == "HEAD":
-        size = await visible_blob_size(request, ctx, name, str(digest))
-    else:
-        size = await ctx.repositories.linked_blob_size(name, str(digest))
-    if size is None:
-        raise _blob_unknown(str(digest))
     headers = {
         "Docker-Content-Digest": str(digest),
         "Cache-Control": _IMMUTABLE_CACHE,
         "Accept-Ranges": "bytes",
         "Content-Type": "application/octet-stream",
     }
+    proxy = ctx.proxied(name)
+    if proxy is not None:
+        if request.method == "HEAD":
+            size = await proxy.blob_size(name, digest)
+            if size is None:
+                raise _blob_unknown(str(digest))
+            headers["Content-Length"] = str(size)
+            return web.Response(headers=headers)
+        # A whole-body GET may be served while the blob streams in from the upstream.
+        stream = await proxy.blob(name, digest, stream="Range" not in request.headers)
+        if stream is not None:
+            return await _stream_in(request, stream, headers)
+    if request.method == "HEAD":
+        size = await visible_blob_size(request, ctx, name, str(digest))
+    else:
+        size = await ctx.repositories.linked_blob_size(name, str(digest))
+    if size is None:
+        raise _blob_unknown(str(digest))
     if await ctx.blobs.size_on_disk(digest) is None:
         # A row without its file (taken out as corrupt, or lost): the client hears the blob is
         # gone, and pushes it again.
@@ -69,6 +82,33 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         response.verify(VerifiedBlob(ctx.blobs, digest))
         return response
     return web.FileResponse(path, headers=headers)
+
+
+async def _stream_in(
+    request: web.Request, stream: BlobStream, headers: dict[str, str]
+) -> web.StreamResponse:
+    """A blob's bytes as the pull-through cache receives them from its upstream.
+
+    When the fetch fails, or the bytes do not hash to the digest, the connection is cut before
+    the body is complete (proxy.py holds the last chunk back until it is verified).
+    """
+    response = web.StreamResponse(headers=headers)
+    if stream.size is not None:
+        response.content_length = stream.size
+    try:
+        await response.prepare(request)
+        try:
+            async for chunk in stream.chunks():
+                await response.write(chunk)
+        except Exception as e:
+            log.warning("streaming %s to a client stopped: %s", request.path, e)
+            if request.transport is not None:
+                request.transport.close()
+            raise ConnectionResetError(str(e)) from None
+        await response.write_eof()
+    finally:
+        stream.close()
+    return response
 
 
 def byte_range(request: web.BaseRequest, size: int) -> tuple[int, int] | None:

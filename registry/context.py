@@ -8,6 +8,7 @@ from aiohttp import web
 
 from registry.cache import GenerationCache
 from registry.errors import ErrorCode, RegistryError
+from registry.proxy import PullThrough
 from storage.blobs import BlobStore
 from storage.generation import Generation
 from storage.repositories import (
@@ -28,6 +29,8 @@ class RegistryContext:
     blobs: BlobStore
     uploads: UploadSessions
     generation: Generation
+    # The pull-through cache, when upstreams are configured (set once storage is open).
+    proxy: PullThrough | None = field(default=None, init=False)
     tags: GenerationCache[tuple[str, str], str] = field(init=False)
     manifests: GenerationCache[tuple[str, str], ManifestRecord] = field(init=False)
     # API token id -> still live; revoking a token bumps the generation, so this never lags.
@@ -37,6 +40,11 @@ class RegistryContext:
         self.tags = GenerationCache(self.generation, 65536)
         self.manifests = GenerationCache(self.generation, 4096)
         self.live_tokens = GenerationCache(self.generation, 4096)
+
+    def proxied(self, repository: str) -> PullThrough | None:
+        """The pull-through cache when `repository` lies in it, else None."""
+        proxy = self.proxy
+        return proxy if proxy is not None and proxy.covers(repository) else None
 
     def changed(self) -> None:
         """Call after a commit that moves or removes a tag, manifest or repository."""

@@ -18,6 +18,7 @@ from registry.manifests import (
     parse_manifest,
 )
 from registry.names import check_name, check_tag, is_digest_like, is_tag, parse_digest
+from registry.proxy import STALE_WARNING
 from registry.visibility import visible_blob_sizes
 from storage.digests import Digest
 from storage.repositories import ManifestRecord, MissingBlobs, NewManifest
@@ -45,7 +46,13 @@ async def get_manifest(request: web.Request) -> web.Response:
     name = check_name(request.match_info["name"])
     reference = request.match_info["reference"]
     await require(request, name, PULL)
-    record = await _lookup(ctx, name, reference)
+    stale = False
+    proxy = ctx.proxied(name)
+    if proxy is not None:
+        cached = await proxy.manifest(name, reference)
+        record, stale = (cached.record, cached.stale) if cached else (None, False)
+    else:
+        record = await _lookup(ctx, name, reference)
     if record is None:
         raise _manifest_unknown(reference)
     if not accepts(",".join(request.headers.getall("Accept", [])), record.media_type):
@@ -57,6 +64,8 @@ async def get_manifest(request: web.Request) -> web.Response:
         "Docker-Content-Digest": record.digest,
         "ETag": f'"{record.digest}"',
     }
+    if stale:
+        headers["Warning"] = STALE_WARNING
     if request.method == "HEAD":
         headers["Content-Length"] = str(record.size)
         return web.Response(headers=headers)

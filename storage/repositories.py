@@ -181,40 +181,8 @@ class Repositories:
             # holds for a commit freezing the repository while the body was arriving.
             repo_id = await writable_repository(conn, repository, create=create)
             await _require_blobs(conn, manifest.blob_digests)
-            await conn.execute(
-                "INSERT INTO manifest_contents (digest, content) VALUES (?, ?)"
-                " ON CONFLICT (digest) DO NOTHING",
-                (manifest.digest, manifest.content),
-            )
-            await conn.execute(
-                "INSERT INTO manifests (repository_id, digest, media_type, size, artifact_type,"
-                " subject, annotations, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (repository_id, digest) DO NOTHING",
-                (
-                    repo_id,
-                    manifest.digest,
-                    manifest.media_type,
-                    len(manifest.content),
-                    manifest.artifact_type,
-                    manifest.subject,
-                    json.dumps(manifest.annotations) if manifest.annotations else None,
-                    now,
-                ),
-            )
+            await insert_manifest(conn, repo_id, manifest, tag, now)
             await _link_blobs(conn, repo_id, manifest.blob_digests, now)
-            await conn.executemany(
-                "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest,"
-                " child_is_manifest) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [(repo_id, manifest.digest, d, 0) for d in manifest.blob_digests]
-                + [(repo_id, manifest.digest, d, 1) for d in manifest.manifest_digests],
-            )
-            if tag is not None:
-                await conn.execute(
-                    "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES (?, ?, ?, ?)"
-                    " ON CONFLICT (repository_id, name) DO UPDATE"
-                    " SET digest = excluded.digest, updated_at = excluded.updated_at",
-                    (repo_id, tag, manifest.digest, now),
-                )
 
     async def manifest(self, repository: str, digest: str) -> ManifestRecord | None:
         row = await self.db.fetchone(
@@ -307,6 +275,49 @@ async def create_repository(conn: Connection, name: str) -> None:
         "INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
         (name, time.time()),
     )
+
+
+async def insert_manifest(
+    conn: Connection, repo_id: int, manifest: NewManifest, tag: str | None, now: float
+) -> None:
+    """Store a manifest, what it references and `tag`, inside the caller's transaction.
+
+    Its blobs are neither checked nor linked here: a push requires them first, the pull-through
+    cache fetches them only when a client asks.
+    """
+    await conn.execute(
+        "INSERT INTO manifest_contents (digest, content) VALUES (?, ?)"
+        " ON CONFLICT (digest) DO NOTHING",
+        (manifest.digest, manifest.content),
+    )
+    await conn.execute(
+        "INSERT INTO manifests (repository_id, digest, media_type, size, artifact_type,"
+        " subject, annotations, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (repository_id, digest) DO NOTHING",
+        (
+            repo_id,
+            manifest.digest,
+            manifest.media_type,
+            len(manifest.content),
+            manifest.artifact_type,
+            manifest.subject,
+            json.dumps(manifest.annotations) if manifest.annotations else None,
+            now,
+        ),
+    )
+    await conn.executemany(
+        "INSERT INTO manifest_references (repository_id, manifest_digest, child_digest,"
+        " child_is_manifest) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [(repo_id, manifest.digest, d, 0) for d in manifest.blob_digests]
+        + [(repo_id, manifest.digest, d, 1) for d in manifest.manifest_digests],
+    )
+    if tag is not None:
+        await conn.execute(
+            "INSERT INTO tags (repository_id, name, digest, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (repository_id, name) DO UPDATE"
+            " SET digest = excluded.digest, updated_at = excluded.updated_at",
+            (repo_id, tag, manifest.digest, now),
+        )
 
 
 async def delete_repository_in(conn: Connection, name: str) -> None:

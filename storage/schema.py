@@ -83,4 +83,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX uploads_updated_at ON uploads (updated_at);
     CREATE INDEX blobs_created_at ON blobs (created_at)
     """,
+    # The pull-through cache (storage/pull_cache.py): for each tag and manifest digest fetched
+    # from an upstream, when the upstream last confirmed it (tags are re-checked after their
+    # TTL) and when a client last pulled it (entries unused for long are aged out).
+    """
+    CREATE TABLE pull_cache (
+        repository_id INTEGER NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+        reference TEXT NOT NULL,
+        digest TEXT NOT NULL,
+        checked_at REAL NOT NULL,
+        used_at REAL NOT NULL,
+        PRIMARY KEY (repository_id, reference)
+    ) WITHOUT ROWID;
+    CREATE INDEX pull_cache_used_at ON pull_cache (used_at)
+    """,
 ]

@@ -8,9 +8,9 @@ import json
 import sys
 from dataclasses import asdict
 
+from beakerd.app import repository_owners
 from beakerd.commands.datadir import data_exists, open_database
 from beakerd.settings import Settings
-from metadata.owners import BeakerRepositoryOwners
 from metadata.schema import MIGRATIONS as METADATA_MIGRATIONS
 from storage.fsck import Fsck, FsckReport
 from storage.gc import GcBusy
@@ -70,6 +70,6 @@ async def _check(settings: Settings, args: argparse.Namespace) -> FsckReport:
             repair=args.repair,
             grace_seconds=max(grace, 0.0),
             upload_expiry_seconds=settings.upload_expiry_seconds,
-            owners=BeakerRepositoryOwners(db),
+            owners=repository_owners(db, settings),
         )
         return await fsck.run()

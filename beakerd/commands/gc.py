@@ -8,12 +8,13 @@ import json
 import sys
 import time
 
+from beakerd.app import repository_owners
 from beakerd.commands.datadir import data_exists, open_database
 from beakerd.settings import Settings
-from metadata.owners import BeakerRepositoryOwners
 from metadata.schema import MIGRATIONS as METADATA_MIGRATIONS
 from storage.gc import GarbageCollector, GcBusy, GcPolicy, GcReport
 from storage.generation import Generation
+from storage.pull_cache import PullCache
 
 # How long to wait for a collection already running (the server's periodic pass) to end.
 _BUSY_WAIT_SECONDS = 60.0
@@ -72,9 +73,17 @@ async def _collect(settings: Settings, args: argparse.Namespace) -> GcReport:
     generation = Generation(root / "generation")
     try:
         async with open_database(settings, [("metadata", METADATA_MIGRATIONS)]) as db:
+            if settings.upstreams and settings.pull_cache_expiry_seconds > 0 and not args.dry_run:
+                # What the server's own pass does first: unused cache entries go, then their
+                # blobs with this collection.
+                await PullCache(db).expire(time.time() - settings.pull_cache_expiry_seconds)
             # A running server's caches drop what this pass removes when the counter moves.
             collector = GarbageCollector(
-                db, root, policy_from(settings, args), generation.bump, BeakerRepositoryOwners(db)
+                db,
+                root,
+                policy_from(settings, args),
+                generation.bump,
+                repository_owners(db, settings),
             )
             return await _collect_when_free(collector, args.dry_run)
     finally:

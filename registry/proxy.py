@@ -1,0 +1,494 @@
+"""The pull-through cache: `HOST/<upstream>/<path>` answered from the store, or fetched from
+the upstream on a miss, stored and served.
+
+- Manifests by digest are cached for good (content never changes). A tag is trusted for its
+  upstream's `tag_ttl_seconds`, then re-checked with a HEAD; when the upstream cannot be reached
+  the cached manifest is served all the same, with a `Warning` header and a log line.
+- Only what clients ask for is fetched: an index is stored without its platforms' manifests,
+  a manifest without its blobs, each fetched when a client asks for it.
+- One fetch per object however many clients miss it at once (per process: each worker process,
+  or replica, may fetch an object once; the store keeps one copy whatever the count, since the
+  upload path deduplicates by digest). The fetch runs in a task of its own, so a client that
+  goes away does not abort it for the others.
+- A blob is written through the upload path (`UploadSessions.ingest`: hashed, verified against
+  its digest, published, then its row), so it becomes visible only whole and correct. The
+  client whose miss started the fetch, and any that arrive before the first byte, are served
+  the upstream's bytes as they arrive (a tee); the last chunk is held back until the bytes hash
+  to the digest, so no client ever holds a complete wrong body. A client arriving later waits
+  for the fetch to complete and is then served from the store: replaying what it missed would
+  mean reading the staged upload back, which the blob store does not offer (and S3 cannot
+  before the upload completes).
+- Cached repositories are read-only to clients: pushes and deletes are refused with 405
+  UNSUPPORTED, as the reference registry does in proxy mode. Any authenticated account may pull
+  through the cache (and anonymous callers when anonymous pulls are on): registry/auth.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+import aiohttp
+
+from registry.errors import ErrorCode, RegistryError
+from registry.manifests import MANIFEST_TYPES, MAX_MANIFEST_BYTES, parse_manifest
+from registry.names import is_digest_like, is_tag, parse_digest
+from registry.upstream_client import (
+    UpstreamClient,
+    UpstreamDenied,
+    UpstreamError,
+    UpstreamNotFound,
+    UpstreamUnavailable,
+)
+from registry.upstreams import Upstream, split_name
+from storage.digests import Digest
+from storage.orphans import RepositoryOwners
+from storage.pull_cache import PullCache
+from storage.repositories import ManifestRecord, NewManifest, Repositories
+from storage.uploads import DigestMismatch, UploadSessions
+
+log = logging.getLogger("beakerd.proxy")
+
+_T = TypeVar("_T")
+# Every manifest type we store, so the upstream answers a tag with its index where it has one.
+_ACCEPT = ", ".join(sorted(MANIFEST_TYPES))
+_CHUNK = 1 << 20
+# A streaming client this far behind the upstream is cut off (it retries and is served from
+# the store): a stalled client must neither hold unbounded memory nor slow the fetch.
+_MAX_BEHIND_BYTES = 64 << 20
+# A cache entry's last-use time is written at most this often: pulls must not all be writes.
+_TOUCH_EVERY_SECONDS = 600.0
+STALE_WARNING = '110 beakerd "Response is Stale"'
+
+
+@dataclass(frozen=True, slots=True)
+class CachedManifest:
+    record: ManifestRecord
+    # Served from the cache because the upstream could not be asked whether the tag moved.
+    stale: bool = False
+
+
+class _Behind(Exception):
+    """This streaming client fell too far behind the upstream."""
+
+
+class BlobStream:
+    """The first clients' view of a blob fetch: chunks as they arrive from the upstream."""
+
+    def __init__(self, size: int | None) -> None:
+        self.size = size
+        self._queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+        self._buffered = 0
+        self._dropped = False
+
+    def _feed(self, item: bytes | BaseException | None) -> None:
+        if self._dropped:
+            return
+        if isinstance(item, bytes):
+            if self._buffered + len(item) > _MAX_BEHIND_BYTES:
+                self._dropped = True
+                item = _Behind("client fell behind the upstream fetch")
+            else:
+                self._buffered += len(item)
+        self._queue.put_nowait(item)
+
+    def close(self) -> None:
+        """The client is done (or gone): stop buffering for it."""
+        self._dropped = True
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body; raises when the fetch fails or the bytes do not match the digest."""
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            self._buffered -= len(item)
+            yield item
+
+
+class _BlobFill:
+    """One upstream fetch of a blob into the store, teed to the clients streaming it."""
+
+    def __init__(self) -> None:
+        self.streams: list[BlobStream] = []
+        self.size: int | None = None
+        self.sent_any = False  # once a byte went out, newcomers wait for the stored copy
+        self.headers_known = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    def join(self) -> BlobStream | None:
+        if self.sent_any:
+            return None
+        stream = BlobStream(self.size)
+        self.streams.append(stream)
+        return stream
+
+    def feed(self, item: bytes | BaseException | None) -> None:
+        if isinstance(item, bytes):
+            self.sent_any = True
+        for stream in self.streams:
+            stream._feed(item)
+
+
+class PullThrough:
+    def __init__(
+        self,
+        upstreams: Sequence[Upstream],
+        session: aiohttp.ClientSession,
+        cache: PullCache,
+        repositories: Repositories,
+        uploads: UploadSessions,
+        manifest_of: Callable[[str, str], Awaitable[ManifestRecord | None]],
+    ) -> None:
+        self.upstreams = list(upstreams)
+        self.clients = {u.name: UpstreamClient(u, session) for u in upstreams}
+        self.cache = cache
+        self.repositories = repositories
+        self.uploads = uploads
+        self.manifest_of = manifest_of
+        self._flights: dict[tuple[str, ...], asyncio.Task[CachedManifest | None]] = {}
+        self._fills: dict[str, _BlobFill] = {}
+        self._touched: dict[tuple[str, str], float] = {}
+
+    def covers(self, repository: str) -> bool:
+        """Whether `repository` lies under an upstream's name (and so is read-only)."""
+        head = repository.split("/", 1)[0]
+        return any(u.name == head for u in self.upstreams)
+
+    def _target(self, repository: str) -> tuple[UpstreamClient, str]:
+        found = split_name(self.upstreams, repository)
+        if found is None:
+            raise RegistryError(
+                ErrorCode.NAME_UNKNOWN,
+                "a pull-through cache name needs a path after the upstream's name",
+                detail={"name": repository[:256]},
+            )
+        upstream, path = found
+        return self.clients[upstream.name], path
+
+    # -- manifests --------------------------------------------------------------------------
+
+    async def manifest(self, repository: str, reference: str) -> CachedManifest | None:
+        client, path = self._target(repository)
+        if is_digest_like(reference):
+            digest = str(parse_digest(reference))
+            record = await self.manifest_of(repository, digest)
+            if record is not None:
+                await self._touch(repository, digest)
+                return CachedManifest(record)
+            return await self._once(
+                ("manifest", repository, digest),
+                lambda: self._fetch_manifest(client, repository, path, digest, None),
+            )
+        if not is_tag(reference):
+            return None
+        entry = await self.cache.entry(repository, reference)
+        if entry is not None and time.time() - entry.checked_at < client.upstream.tag_ttl_seconds:
+            record = await self.manifest_of(repository, entry.digest)
+            if record is not None:
+                await self._touch(repository, reference)
+                return CachedManifest(record)
+        return await self._once(
+            ("tag", repository, reference),
+            lambda: self._refresh_tag(client, repository, path, reference),
+        )
+
+    async def _refresh_tag(
+        self, client: UpstreamClient, repository: str, path: str, tag: str
+    ) -> CachedManifest | None:
+        entry = await self.cache.entry(repository, tag)
+        record = await self.manifest_of(repository, entry.digest) if entry else None
+        try:
+            if record is not None:
+                response = await client.request(
+                    "HEAD", f"{path}/manifests/{tag}", _scope(path), {"Accept": _ACCEPT}
+                )
+                upstream_digest = response.headers.get("Docker-Content-Digest")
+                response.release()
+                if upstream_digest == record.digest:
+                    await self.cache.confirm(repository, tag)
+                    return CachedManifest(record)
+            return await self._fetch_manifest(client, repository, path, tag, tag)
+        except UpstreamUnavailable as e:
+            if record is None:
+                raise _unavailable(ErrorCode.MANIFEST_UNKNOWN, client, e) from None
+            log.warning(
+                "serving %s:%s from the cache, possibly stale: upstream %s is unavailable (%s)",
+                repository, tag, client.name, e,
+            )  # fmt: skip
+            return CachedManifest(record, stale=True)
+
+    async def _fetch_manifest(
+        self, client: UpstreamClient, repository: str, path: str, reference: str, tag: str | None
+    ) -> CachedManifest | None:
+        try:
+            response = await client.request(
+                "GET", f"{path}/manifests/{reference}", _scope(path), {"Accept": _ACCEPT}
+            )
+            try:
+                body = await response.content.read(MAX_MANIFEST_BYTES + 1)
+                content_type = response.headers.get("Content-Type")
+            finally:
+                response.release()
+        except UpstreamNotFound:
+            return None
+        except UpstreamError as e:
+            raise _upstream_failure(ErrorCode.MANIFEST_UNKNOWN, client, e) from None
+        except (aiohttp.ClientError, TimeoutError) as e:
+            raise _unavailable(ErrorCode.MANIFEST_UNKNOWN, client, e) from None
+        if len(body) > MAX_MANIFEST_BYTES:
+            raise _bad_upstream(client, f"manifest {reference} is over {MAX_MANIFEST_BYTES} bytes")
+        try:
+            parsed = parse_manifest(body, content_type)
+        except RegistryError as e:
+            raise _bad_upstream(client, f"manifest {reference} is invalid: {e.message}") from None
+        expected = parse_digest(reference) if tag is None else None
+        digest = Digest.of(body, expected.algorithm if expected else "sha256")
+        if expected is not None and digest != expected:
+            raise _bad_upstream(client, f"manifest {reference} hashes to {digest}")
+        await self.cache.store_manifest(
+            repository,
+            NewManifest(
+                digest=str(digest),
+                media_type=parsed.media_type,
+                content=body,
+                artifact_type=parsed.artifact_type,
+                subject=parsed.subject,
+                annotations=parsed.annotations,
+                blob_digests=[d.digest for d in parsed.blobs],
+                manifest_digests=[d.digest for d in parsed.manifests],
+            ),
+            tag,
+        )
+        log.info("cached %s@%s from upstream %s", repository, digest, client.name)
+        return CachedManifest(ManifestRecord(str(digest), parsed.media_type, len(body), body))
+
+    # -- blobs ------------------------------------------------------------------------------
+
+    async def blob_size(self, repository: str, digest: Digest) -> int | None:
+        """For HEAD: the size of a blob the cache has or the upstream says it has (no fetch)."""
+        client, path = self._target(repository)
+        size = await self._local_blob(repository, digest)
+        if size is not None:
+            return size
+        try:
+            response = await client.request("HEAD", f"{path}/blobs/{digest}", _scope(path))
+        except UpstreamNotFound:
+            return None
+        except UpstreamError as e:
+            raise _upstream_failure(ErrorCode.BLOB_UNKNOWN, client, e) from None
+        response.release()
+        return response.content_length
+
+    async def blob(self, repository: str, digest: Digest, *, stream: bool) -> BlobStream | None:
+        """Make the blob available in `repository`: None once it is in the store (linked there),
+        else, when `stream` is set and the fetch has sent nothing yet, its bytes as they come.
+
+        Raises RegistryError BLOB_UNKNOWN when the upstream does not have it.
+        """
+        client, path = self._target(repository)
+        while True:
+            if await self._local_blob(repository, digest) is not None:
+                return None
+            fill = self._fills.get(str(digest))
+            if fill is None:
+                fill = self._start_fill(client, repository, path, digest)
+            joined = fill.join() if stream else None
+            if joined is not None:
+                await self._headers_or_failure(fill)
+                joined.size = fill.size
+                return joined
+            assert fill.task is not None
+            # Wait for the stored copy; a fetch for another repository may not have linked it
+            # here, so look again (and fetch for this one if need be).
+            await asyncio.shield(fill.task)
+
+    async def _local_blob(self, repository: str, digest: Digest) -> int | None:
+        size = await self.repositories.linked_blob_size(repository, str(digest))
+        if size is None:
+            size = await self.cache.link_referenced_blob(repository, str(digest))
+        return size
+
+    async def _headers_or_failure(self, fill: _BlobFill) -> None:
+        """Wait until the upstream answered (so the client's headers are known) or failed."""
+        assert fill.task is not None
+        headers = asyncio.ensure_future(fill.headers_known.wait())
+        try:
+            await asyncio.wait({headers, fill.task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            headers.cancel()
+        if fill.task.done() and not fill.headers_known.is_set():
+            fill.task.result()  # raises the fetch's RegistryError
+
+    def _start_fill(
+        self, client: UpstreamClient, repository: str, path: str, digest: Digest
+    ) -> _BlobFill:
+        fill = _BlobFill()
+        key = str(digest)
+        self._fills[key] = fill
+        fill.task = asyncio.create_task(self._fill(fill, client, repository, path, digest))
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._fills.pop(key, None)
+            if not task.cancelled():
+                task.exception()  # retrieved here: waiters may all have gone
+
+        fill.task.add_done_callback(done)
+        return fill
+
+    async def _fill(
+        self, fill: _BlobFill, client: UpstreamClient, repository: str, path: str, digest: Digest
+    ) -> None:
+        try:
+            response = await client.request("GET", f"{path}/blobs/{digest}", _scope(path))
+        except UpstreamNotFound:
+            error = RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
+            fill.feed(error)
+            raise error from None
+        except UpstreamError as e:
+            error = _upstream_failure(ErrorCode.BLOB_UNKNOWN, client, e)
+            fill.feed(error)
+            raise error from None
+        try:
+            fill.size = response.content_length
+            fill.headers_known.set()
+            size = await self.uploads.ingest(repository, digest, _teed(response, digest, fill))
+        except DigestMismatch as e:
+            error = _bad_upstream(client, f"blob {digest}: {e}", ErrorCode.BLOB_UNKNOWN)
+            fill.feed(error)
+            raise error from None
+        except (aiohttp.ClientError, TimeoutError, UpstreamError) as e:
+            log.warning("fetching blob %s from upstream %s failed: %s", digest, client.name, e)
+            error = _unavailable(ErrorCode.BLOB_UNKNOWN, client, e)
+            fill.feed(error)
+            raise error from None
+        except BaseException:
+            fill.feed(ConnectionResetError(f"fetching blob {digest} failed"))
+            raise
+        finally:
+            response.release()
+        log.info("cached blob %s (%d bytes) from upstream %s", digest, size, client.name)
+
+    # -- shared -----------------------------------------------------------------------------
+
+    async def _once(
+        self, key: tuple[str, ...], fetch: Callable[[], Awaitable[CachedManifest | None]]
+    ) -> CachedManifest | None:
+        """Run `fetch` once for every caller that asks for `key` while it runs."""
+        task = self._flights.get(key)
+        if task is None:
+            task = asyncio.ensure_future(fetch())
+            self._flights[key] = task
+
+            def done(finished: asyncio.Task[CachedManifest | None]) -> None:
+                self._flights.pop(key, None)
+                if not finished.cancelled():
+                    finished.exception()
+
+            task.add_done_callback(done)
+        return await asyncio.shield(task)
+
+    async def _touch(self, repository: str, reference: str) -> None:
+        key = (repository, reference)
+        now = time.monotonic()
+        last = self._touched.get(key)
+        if last is not None and now - last < _TOUCH_EVERY_SECONDS:
+            return
+        if len(self._touched) > 65536:
+            self._touched.clear()
+        self._touched[key] = now
+        await self.cache.touch(repository, reference)
+
+    async def expire(self, unused_seconds: float) -> int:
+        """Age out the entries no client pulled for `unused_seconds`; how many went."""
+        removed = await self.cache.expire(time.time() - unused_seconds)
+        if removed:
+            log.info(
+                "pull-through cache: %d entries unused for %gs aged out", removed, unused_seconds
+            )
+        return removed
+
+
+async def _teed(
+    response: aiohttp.ClientResponse, digest: Digest, fill: _BlobFill
+) -> AsyncIterator[bytes]:
+    """The upstream's body for the store, copied to the streaming clients one chunk behind:
+    the last is sent only once the whole body hashes to `digest`."""
+    hasher = digest.hasher()
+    held: bytes | None = None
+    async for data in response.content.iter_chunked(_CHUNK):
+        hasher.update(data)
+        if held is not None:
+            fill.feed(held)
+        held = data
+        yield data
+    if hasher.hexdigest() != digest.hex:
+        # ingest() sees the mismatch too and discards the upload.
+        fill.feed(ConnectionResetError(f"upstream bytes do not match {digest}"))
+        return
+    if held is not None:
+        fill.feed(held)
+    fill.feed(None)
+
+
+def _scope(path: str) -> str:
+    return f"repository:{path}:pull"
+
+
+def _unavailable(code: ErrorCode, client: UpstreamClient, error: BaseException) -> RegistryError:
+    return RegistryError(
+        code, f"upstream {client.name} is unavailable and nothing is cached: {error}", status=503
+    )
+
+
+def _bad_upstream(
+    client: UpstreamClient, message: str, code: ErrorCode = ErrorCode.MANIFEST_INVALID
+) -> RegistryError:
+    log.warning("upstream %s: %s", client.name, message)
+    return RegistryError(code, f"upstream {client.name}: {message}", status=502)
+
+
+def _upstream_failure(
+    code: ErrorCode, client: UpstreamClient, error: UpstreamError
+) -> RegistryError:
+    if isinstance(error, UpstreamUnavailable):
+        return _unavailable(code, client, error)
+    if isinstance(error, UpstreamDenied):
+        return RegistryError(
+            ErrorCode.DENIED, f"upstream {client.name} refused the cache's credentials", status=502
+        )
+    return RegistryError(code, f"upstream {client.name}: {error}", status=502)
+
+
+def refuse_write(pull_through: PullThrough | None, repository: str) -> None:
+    """405 UNSUPPORTED for a push or delete into the pull-through cache."""
+    if pull_through is not None and pull_through.covers(repository):
+        raise RegistryError(
+            ErrorCode.UNSUPPORTED,
+            f"{repository} is in the pull-through cache, which is read-only",
+            detail={"name": repository[:256]},
+        )
+
+
+class PullThroughOwners:
+    """Repository owners for GC and fsck: an upstream in the config holds the cached
+    repositories under its name, as an account holds its namespace (the others ask `inner`)."""
+
+    def __init__(self, inner: RepositoryOwners, upstreams: Sequence[Upstream]) -> None:
+        self.inner = inner
+        self.names = frozenset(u.name for u in upstreams)
+
+    async def owned(self, names: Sequence[str]) -> set[str]:
+        cached = {name for name in names if name.split("/", 1)[0] in self.names}
+        return cached | await self.inner.owned([n for n in names if n not in cached])
+
+    async def pins(self) -> list[tuple[str, str]]:
+        return await self.inner.pins()
