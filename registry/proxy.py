@@ -123,6 +123,8 @@ class _BlobFill:
         self.sent_any = False  # once a byte went out, newcomers wait for the stored copy
         self.headers_known = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        # The verified last chunk, held back from the streaming clients until it is stored.
+        self.last: bytes | None = None
 
     def join(self) -> BlobStream | None:
         if self.sent_any:
@@ -361,6 +363,11 @@ class PullThrough:
             fill.size = response.content_length
             fill.headers_known.set()
             size = await self.uploads.ingest(repository, digest, _teed(response, digest, fill))
+            # The last chunk goes out once the blob is stored: a client that has the whole
+            # body can count on the cache holding it.
+            if fill.last is not None:
+                fill.feed(fill.last)
+            fill.feed(None)
         except DigestMismatch as e:
             error = _bad_upstream(client, f"blob {digest}: {e}", ErrorCode.BLOB_UNKNOWN)
             fill.feed(error)
@@ -421,7 +428,7 @@ async def _teed(
     response: aiohttp.ClientResponse, digest: Digest, fill: _BlobFill
 ) -> AsyncIterator[bytes]:
     """The upstream's body for the store, copied to the streaming clients one chunk behind:
-    the last is sent only once the whole body hashes to `digest`."""
+    the last is kept in `fill.last`, and only once the whole body hashes to `digest`."""
     hasher = digest.hasher()
     held: bytes | None = None
     async for data in response.content.iter_chunked(_CHUNK):
@@ -434,9 +441,7 @@ async def _teed(
         # ingest() sees the mismatch too and discards the upload.
         fill.feed(ConnectionResetError(f"upstream bytes do not match {digest}"))
         return
-    if held is not None:
-        fill.feed(held)
-    fill.feed(None)
+    fill.last = held
 
 
 def _scope(path: str) -> str:

@@ -116,7 +116,7 @@ class UpstreamClient:
         upstream = self.upstream
         if upstream.username is None or upstream.password is None:
             return None
-        return aiohttp.BasicAuth(upstream.username, upstream.password.get_secret_value()).encode()
+        return aiohttp.encode_basic_auth(upstream.username, upstream.password.get_secret_value())
 
     async def _answer(self, challenge: str, scope: str) -> str | None:
         kind = challenge.split(" ", 1)[0].lower()

@@ -55,11 +55,18 @@ class ReferenceRegistry:
 
 
 @contextlib.contextmanager
-def running_reference_registry(tmp: Path) -> Iterator[ReferenceRegistry]:
-    port = free_port()
+def running_reference_registry(
+    tmp: Path, access_log: bool = False, port: int | None = None
+) -> Iterator[ReferenceRegistry]:
+    """`access_log`: one line per request in `log_path` (tests count upstream fetches there);
+    `port`: to start it again where a stopped one was."""
+    port = port or free_port()
+    log: dict[str, object] = (
+        {"level": "info", "accesslog": {"disabled": False}} if access_log else {"level": "warn"}
+    )
     config = {
         "version": 0.1,
-        "log": {"level": "warn"},
+        "log": log,
         "storage": {
             "filesystem": {"rootdirectory": str(tmp / "data")},
             "delete": {"enabled": True},
