@@ -196,7 +196,7 @@ class PullThrough:
         if entry is not None and time.time() - entry.checked_at < client.upstream.tag_ttl_seconds:
             record = await self.manifest_of(repository, entry.digest)
             if record is not None:
-                await self._touch(repository, reference)
+                await self._touch(repository, reference, entry.digest)
                 return CachedManifest(record)
         return await self._once(
             ("tag", repository, reference),
@@ -216,7 +216,7 @@ class PullThrough:
                 upstream_digest = response.headers.get("Docker-Content-Digest")
                 response.release()
                 if upstream_digest == record.digest:
-                    await self.cache.confirm(repository, tag)
+                    await self.cache.confirm(repository, tag, record.digest)
                     return CachedManifest(record)
             return await self._fetch_manifest(client, repository, path, tag, tag)
         except UpstreamUnavailable as e:
@@ -403,8 +403,8 @@ class PullThrough:
             task.add_done_callback(done)
         return await asyncio.shield(task)
 
-    async def _touch(self, repository: str, reference: str) -> None:
-        key = (repository, reference)
+    async def _touch(self, repository: str, *references: str) -> None:
+        key = (repository, references[0])
         now = time.monotonic()
         last = self._touched.get(key)
         if last is not None and now - last < _TOUCH_EVERY_SECONDS:
@@ -412,7 +412,7 @@ class PullThrough:
         if len(self._touched) > 65536:
             self._touched.clear()
         self._touched[key] = now
-        await self.cache.touch(repository, reference)
+        await self.cache.touch(repository, *references)
 
     async def expire(self, unused_seconds: float) -> int:
         """Age out the entries no client pulled for `unused_seconds`; how many went."""

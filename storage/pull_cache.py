@@ -52,20 +52,27 @@ class PullCache:
                 if reference is not None:
                     await _upsert_entry(conn, repo_id, reference, manifest.digest, now)
 
-    async def confirm(self, repository: str, tag: str) -> None:
-        """The upstream still has `tag` where the cache has it: trust it for another TTL."""
+    async def confirm(self, repository: str, tag: str, digest: str) -> None:
+        """The upstream still has `tag` at `digest`: trust it for another TTL."""
         now = time.time()
         await self.db.execute(
-            "UPDATE pull_cache SET checked_at = ?, used_at = ? WHERE reference = ?"
+            "UPDATE pull_cache SET checked_at = ? WHERE reference = ?"
             " AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
-            (now, now, tag, repository),
+            (now, tag, repository),
         )
+        await self.touch(repository, tag, digest)
 
-    async def touch(self, repository: str, reference: str) -> None:
+    async def touch(self, repository: str, *references: str) -> None:
+        """A client pulled these (a tag and the manifest it names, say): they stay cached.
+
+        A tag's manifest is touched with it, or ageing out would take the manifest, and the
+        tag with it, from under a tag in use.
+        """
+        marks = ",".join("?" * len(references))
         await self.db.execute(
-            "UPDATE pull_cache SET used_at = ? WHERE reference = ?"
+            f"UPDATE pull_cache SET used_at = ? WHERE reference IN ({marks})"
             " AND repository_id = (SELECT id FROM repositories WHERE name = ?)",
-            (time.time(), reference, repository),
+            (time.time(), *references, repository),
         )
 
     async def link_referenced_blob(self, repository: str, digest: str) -> int | None:
@@ -108,7 +115,7 @@ class PullCache:
             )
             for repo_id, reference, digest in rows:
                 if reference == digest:
-                    # Its tags, references and the tags' entries' targets go with it (CASCADE).
+                    # Its tags and references go with it (ON DELETE CASCADE).
                     await conn.execute(
                         "DELETE FROM manifests WHERE repository_id = ? AND digest = ?",
                         (repo_id, digest),

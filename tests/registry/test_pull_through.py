@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 
@@ -430,3 +431,55 @@ def test_two_upstreams_may_not_share_a_name(tmp_path: Path) -> None:
             data_dir=tmp_path,
             upstreams=[{"name": "hub", "url": "http://127.0.0.1:1"}] * 2,  # type: ignore[list-item]
         )
+
+
+@pytest.fixture
+async def lying_upstream() -> AsyncIterator[str]:
+    """An upstream that answers every blob with bytes that are not the digest's."""
+
+    async def blob(request: web.Request) -> web.Response:
+        return web.Response(body=b"not what you asked for" * 1000)
+
+    app = web.Application()
+    app.router.add_get("/v2/{name:.+}/blobs/{digest}", blob)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+async def test_upstream_bytes_that_miss_the_digest_are_never_served_whole_nor_stored(
+    make_cache: MakeCache, lying_upstream: str
+) -> None:
+    cache = await make_cache({"name": "liar", "url": lying_upstream})
+    wanted = digest_of(b"the real content")
+
+    resp = await cache.get(f"/v2/liar/some/image/blobs/{wanted}")
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await resp.read()
+
+    assert await cache.server.app[REGISTRY].repositories.blob_size(wanted) is None
+    again = await cache.get(f"/v2/liar/some/image/blobs/{wanted}")
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await again.read()
+
+
+async def test_pulling_a_tag_keeps_its_manifest_from_ageing_out(
+    make_cache: MakeCache, upstream: ReferenceRegistry, upstream_client: Any
+) -> None:
+    await push_image(upstream_client, "used", "v1", [os.urandom(100)])
+    cache = await make_cache(hub(upstream))
+    accept = {"Accept": OCI_MANIFEST}
+    await cache.get("/v2/hub/used/manifests/v1", headers=accept)
+    app = cache.server.app
+    await app[DATABASE].execute("UPDATE pull_cache SET used_at = 0")
+
+    again = await cache.get("/v2/hub/used/manifests/v1", headers=accept)
+    proxy = app[REGISTRY].proxy
+    assert proxy is not None
+    removed = await proxy.expire(3600)
+
+    assert again.status == 200
+    assert removed == 0
+    assert (await cache.get("/v2/hub/used/tags/list")).status == 200
+    assert await app[REGISTRY].repositories.resolve_tag("hub/used", "v1") is not None
