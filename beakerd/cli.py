@@ -19,6 +19,7 @@ _SETTINGS_FROM_ARGS = (
     "port",
     "public_address",
     "data_dir",
+    "blob_store",
     "log_level",
     "log_format",
     "workers",
@@ -51,6 +52,11 @@ class _Parser(argparse.ArgumentParser):
         )
         shared.add_argument(
             "--data-dir", default=argparse.SUPPRESS, help="where blobs and the database live"
+        )
+        shared.add_argument(
+            "--blob-store",
+            default=argparse.SUPPRESS,
+            help="file:///PATH or s3://BUCKET[/PREFIX] (default: the data folder)",
         )
         shared.add_argument(
             "--log-level", default=argparse.SUPPRESS, help="debug, info, warning or error"

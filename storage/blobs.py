@@ -72,7 +72,9 @@ class BlobStore:
             raise BlobMissing(str(digest)) from None
         try:
             await asyncio.to_thread(f.seek, start)
-            while length > 0 and (data := await asyncio.to_thread(f.read, min(_READ_CHUNK, length))):
+            while length > 0 and (
+                data := await asyncio.to_thread(f.read, min(_READ_CHUNK, length))
+            ):
                 length -= len(data)
                 yield data
         finally:

@@ -246,7 +246,9 @@ class GarbageCollector:
             if sizes:
                 await self._remove_blobs(report, sizes, cutoff)
 
-    async def _remove_blobs(self, report: GcReport, sizes: dict[Digest, int], cutoff: float) -> None:
+    async def _remove_blobs(
+        self, report: GcReport, sizes: dict[Digest, int], cutoff: float
+    ) -> None:
         """The store removes the bytes of exactly the rows this transaction deletes."""
 
         async def delete_rows(inside: InsideDelete) -> set[str]:

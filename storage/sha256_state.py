@@ -62,7 +62,7 @@ class ResumableSha256:
     @property
     def length(self) -> int:
         """Bytes hashed so far."""
-        return ((self._ctx.Nh << 32) | self._ctx.Nl) >> 3
+        return int((self._ctx.Nh << 32) | self._ctx.Nl) >> 3
 
     def hexdigest(self) -> str:
         ctx = _Sha256Ctx.from_buffer_copy(self._ctx)

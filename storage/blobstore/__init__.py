@@ -69,6 +69,10 @@ class BlobReader(Protocol):
         """`length` bytes from `start`, in chunks; BlobMissing before the first if absent."""
         ...
 
+    async def quarantine(self, digest: Digest, read: tuple[int, int]) -> Path | None:
+        """Take out the local file (by device and inode) found corrupt while it was served."""
+        ...
+
 
 class BlobUploads(Protocol):
     async def create(self, repository: str) -> Upload: ...
