@@ -22,7 +22,7 @@ from registry.middleware import registry_errors
 from registry.routes import add_routes as add_registry_routes
 from registry.tokens import TOKENS, TokenIssuer, load_or_create_key
 from storage.blobstore.backend import BlobBackend, open_blob_store
-from storage.database import Database
+from storage.database import Database, open_database
 from storage.gc import GarbageCollector, GcPolicy, run_periodically
 from storage.generation import Generation
 from storage.repositories import Repositories
@@ -67,7 +67,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     root = settings.data_dir
     root.mkdir(parents=True, exist_ok=True)
     app[TOKENS] = TokenIssuer(load_or_create_key(root / "keys" / "registry.pem"), REGISTRY_SERVICE)
-    db = Database(root / "beakerd.db")
+    db = open_database(settings.database, root, settings.database_connect_timeout_seconds)
     await db.open()
     try:
         await db.migrate("storage", STORAGE_MIGRATIONS)

@@ -18,6 +18,8 @@ from pydantic_settings import (
 )
 
 from storage.blobstore.location import FileLocation, S3Location, parse_location
+from storage.postgres import is_postgres_url
+from storage.sqlite import sqlite_path
 
 # The values of `--config FILE` while `load_settings` builds Settings.
 _CONFIG_FILE_VALUES: ContextVar[dict[str, Any] | None] = ContextVar(
@@ -38,6 +40,17 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default_factory=default_data_dir,
         description="Blobs, database, keys and certificates (`--data-dir`).",
+    )
+    database: str | None = Field(
+        default=None,
+        description="`sqlite:///PATH` or `postgresql://USER:PASS@HOST:PORT/DB`, which replicas"
+        " share (`--database`); unset: `beakerd.db` in the data folder.",
+    )
+    database_connect_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="How long start-up waits for a PostgreSQL server that is not answering yet.",
     )
     blob_store: str | None = Field(
         default=None,
@@ -178,6 +191,13 @@ class Settings(BaseSettings):
         # Flags (init kwargs) over BEAKERD_* variables over the config file over defaults.
         file_values = InitSettingsSource(settings_cls, dict(_CONFIG_FILE_VALUES.get() or {}))
         return (init_settings, env_settings, file_values)
+
+    @field_validator("database")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is not None and not is_postgres_url(value):
+            sqlite_path(value)  # raises ValueError, naming the URL
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -41,8 +41,8 @@ from beakerd.app import create_app
 from beakerd.settings import Settings
 from beakerd.workers import _prepare
 from storage.blobs import BlobStore
-from storage.database import Database
 from storage.digests import Digest
+from storage.sqlite import SqliteDatabase
 
 ACCOUNT = "bench"
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
@@ -109,7 +109,7 @@ async def fill(root: Path, blobs: int, repositories: int, tags_per_repo: int) ->
     # 90% of the blobs are referenced by the manifests (two each); the rest are garbage.
     referenced = int(blobs * 0.9)
     tags = repositories * tags_per_repo
-    db = Database(root / "beakerd.db")
+    db = SqliteDatabase(root / "beakerd.db")
     await db.open()
     try:
         started = time.monotonic()
@@ -264,7 +264,7 @@ async def _gc_pass(root: Path) -> tuple[float, str] | None:
         from storage.gc import GarbageCollector, GcPolicy
     except ImportError:
         return None
-    db = Database(root / "beakerd.db")
+    db = SqliteDatabase(root / "beakerd.db")
     await db.open()
     try:
         collector = GarbageCollector(db, root, GcPolicy())

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 from dataclasses import dataclass
-
-import aiosqlite
 
 from metadata.errors import Conflict, Invalid, NotFound
 from metadata.ids import is_valid_name, new_id, now
 from metadata.records import Account, TokenInfo
 from registry.names import is_path_component
-from storage.database import Database
+from storage.database import Connection, Database, IntegrityError
 
 TOKEN_PREFIX = "bk_"
 DEFAULT_WORKSPACE = "default"
@@ -54,12 +51,12 @@ async def create_account(
             )
             await _insert_token(conn, account.id, secret, "initial token")
             await _create_personal_org(conn, account)
-    except sqlite3.IntegrityError:
+    except IntegrityError:
         raise Conflict(f"an account named {name!r} already exists") from None
     return account, secret
 
 
-async def _create_personal_org(conn: aiosqlite.Connection, account: Account) -> None:
+async def _create_personal_org(conn: Connection, account: Account) -> None:
     taken = await conn.execute_fetchall(
         "SELECT 1 FROM organizations WHERE name = ?", (account.name,)
     )
@@ -84,7 +81,7 @@ async def _create_personal_org(conn: aiosqlite.Connection, account: Account) -> 
 
 
 async def _insert_token(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     account_id: str,
     secret: str,
     description: str,

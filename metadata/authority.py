@@ -13,6 +13,8 @@ their grants and are judged by the registry itself, without asking here):
 
 from __future__ import annotations
 
+import time
+
 from metadata.accounts import TOKEN_PREFIX, find_account, hash_secret
 from metadata.images import image_for_repository, images_for_repositories
 from metadata.permissions import can_read_image
@@ -37,8 +39,8 @@ class BeakerAuthority:
             "SELECT t.id, t.expires, a.admin FROM api_tokens t"
             " JOIN accounts a ON a.id = t.account_id"
             " WHERE t.secret_sha256 = ? AND a.name = ? AND t.revoked IS NULL"
-            " AND (t.expires IS NULL OR t.expires > strftime('%s', 'now'))",
-            (hash_secret(secret), username),
+            " AND (t.expires IS NULL OR t.expires > ?)",
+            (hash_secret(secret), username, time.time()),
         )
         if row is None:
             return None
@@ -87,8 +89,8 @@ class BeakerAuthority:
         """False once the API token a registry token was derived from is revoked or expired."""
         row = await self.db.fetchone(
             "SELECT 1 FROM api_tokens WHERE id = ? AND revoked IS NULL"
-            " AND (expires IS NULL OR expires > strftime('%s', 'now'))",
-            (token_id,),
+            " AND (expires IS NULL OR expires > ?)",
+            (token_id, time.time()),
         )
         return row is not None
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,7 +18,7 @@ from metadata.narratives import check_narrative, render_narrative
 from metadata.records import Account, Image, Organization, Workspace
 from metadata.workspaces import workspace_from_row
 from registry.context import RegistryContext
-from storage.database import Database
+from storage.database import Database, DatabaseError, IntegrityError, Row
 from storage.repositories import create_repository, delete_repository_in, freeze_repository
 
 log = logging.getLogger("beakerd.metadata")
@@ -51,7 +50,7 @@ _ORDER_COLUMNS: dict[str, str] = {
 }
 
 
-def _image_from_row(row: sqlite3.Row) -> Image:
+def _image_from_row(row: Row) -> Image:
     return Image(
         id=row["id"],
         name=row["name"],
@@ -101,7 +100,7 @@ async def create_image(
                  original_tag or name or "", local_image_id, repository, now()),
             )  # fmt: skip
             await create_repository(conn, repository)
-    except sqlite3.IntegrityError:
+    except IntegrityError:
         raise _name_conflict(author, name) from None
     return await get_image(db, image_id)
 
@@ -218,7 +217,7 @@ async def update_image(
             await db.execute(
                 f"UPDATE images SET {', '.join(sets)} WHERE id = ?", (*params, image.id)
             )
-        except sqlite3.IntegrityError:
+        except IntegrityError:
             raise _name_conflict(image.author, name) from None
     return await get_image(db, image.id)
 
@@ -240,7 +239,7 @@ async def narrative_html(db: Database, image: Image) -> str:
             " AND narrative_html IS NULL",
             (html, image.id, row["narrative"]),
         )
-    except sqlite3.OperationalError as e:
+    except DatabaseError as e:
         # Storing only saves the next visit a render (the disk may be full): show the page.
         log.warning("could not store the rendered narrative of %s: %s", image.id, e)
     return html
@@ -330,8 +329,8 @@ _SEARCH_COLUMNS: dict[str, str] = {
     "description": "i.description",
     "author": "ia.name",
     # Whole microseconds, as the API shows times: a shown time then matches its own image.
-    "created": "CAST(round(i.created * 1000000) AS INTEGER)",
-    "committed": "CAST(round(i.committed * 1000000) AS INTEGER)",
+    "created": "CAST(round(i.created * 1000000) AS BIGINT)",
+    "committed": "CAST(round(i.committed * 1000000) AS BIGINT)",
 }
 _SORT_COLUMNS = {**_SEARCH_COLUMNS, "workspace": "o.name || '/' || w.name"}
 _COMPARISONS = {"eq": "=", "neq": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from metadata.accounts import get_account
 from metadata.errors import Conflict, Invalid, NotFound
 from metadata.ids import is_valid_name, new_id, now
 from metadata.records import Organization
-from storage.database import Database
+from storage.database import Database, IntegrityError
 
 _COLUMNS = "o.id, o.name, o.display_name, o.description, o.created"
 
@@ -25,7 +23,7 @@ async def create_organization(
             " VALUES (?, ?, ?, ?, ?)",
             (org.id, org.name, org.display_name, org.description, org.created),
         )
-    except sqlite3.IntegrityError:
+    except IntegrityError:
         raise Conflict(f"an organization named {name!r} already exists") from None
     return org
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
+
+from storage.database import Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,7 +16,7 @@ class Account:
     created: float
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row, prefix: str = "") -> Account:
+    def from_row(cls, row: Row, prefix: str = "") -> Account:
         return cls(
             row[prefix + "id"],
             row[prefix + "name"],
@@ -46,7 +47,7 @@ class Organization:
     created: float
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row, prefix: str = "") -> Organization:
+    def from_row(cls, row: Row, prefix: str = "") -> Organization:
         return cls(
             row[prefix + "id"],
             row[prefix + "name"],

@@ -79,7 +79,7 @@ MIGRATIONS: list[str] = [
     # made before this rule theirs, frozen when committed.
     """
     INSERT INTO repositories (name, immutable, created_at)
-    SELECT repository, committed IS NOT NULL, created FROM images WHERE true
+    SELECT repository, CASE WHEN committed IS NULL THEN 0 ELSE 1 END, created FROM images WHERE true
     ON CONFLICT (name) DO NOTHING
     """,
     # The narrative's HTML, rendered when it is written (metadata/narratives.py); NULL on rows

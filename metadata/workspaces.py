@@ -7,13 +7,12 @@ is unarchived. Moving images in (`transfer_images`) is all or nothing.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Literal
 
 from metadata.errors import Conflict, Forbidden, Invalid, NotFound
 from metadata.ids import is_valid_name, new_id, now
 from metadata.records import Account, Organization, Workspace
-from storage.database import Database
+from storage.database import Database, IntegrityError, Row
 
 # One query shape for every read, so a Workspace always comes with its org and author.
 SELECT_WORKSPACE = (
@@ -27,7 +26,7 @@ SELECT_WORKSPACE = (
 )
 
 
-def workspace_from_row(row: sqlite3.Row, prefix: str = "") -> Workspace:
+def workspace_from_row(row: Row, prefix: str = "") -> Workspace:
     return Workspace(
         id=row[prefix + "id"],
         name=row[prefix + "name"],
@@ -58,7 +57,7 @@ async def create_workspace(
             " archived, created, modified) VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
             (workspace_id, org.id, name, description, author.id, int(public), created, created),
         )
-    except sqlite3.IntegrityError:
+    except IntegrityError:
         raise Conflict(f"a workspace named {org.name}/{name} already exists") from None
     return await get_workspace(db, workspace_id)
 
@@ -188,7 +187,7 @@ async def update_workspace(
             f"UPDATE workspaces SET {', '.join(sets)}, modified = ? WHERE id = ?{guard}",
             (*params, now(), workspace.id),
         )
-    except sqlite3.IntegrityError:
+    except IntegrityError:
         raise Conflict(f"a workspace named {workspace.org.name}/{name} already exists") from None
     if changed == 0:
         current = await get_workspace(db, workspace.id)

@@ -1,126 +1,108 @@
-"""The SQLite database: one writer connection for transactions, one for reads, and migrations.
+"""The metadata database, whichever engine runs it: the interface the layers above use.
 
-WAL mode lets reads proceed while a write commits; `synchronous=NORMAL` keeps every commit
-durable against a process crash (the WAL is in the OS's hands once written), and the busy
-timeout lets several worker processes share one file.
+Two engines stand behind it: SQLite (storage/sqlite.py, the embedded default: one file in the
+data folder) and PostgreSQL (storage/postgres.py, shared by replicas). Both take the same SQL:
+`?` placeholders, standard SQL (`ON CONFLICT`, `RETURNING`, recursive CTEs) and the few
+differences spelled through `Database.dialect` where no common form exists. Migrations are
+written once in SQLite's DDL and translated (storage/dialects.py).
+
+Write transactions are serialized on both engines (SQLite's single writer; a transaction-level
+advisory lock on PostgreSQL), so a check made inside a transaction holds until it commits,
+whichever replica runs it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
-import aiosqlite
+import asyncpg
 
-Row = sqlite3.Row
 Params = Sequence[Any]
+Dialect = Literal["sqlite", "postgresql"]
 
-_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",
-    "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=10000",
+# What a uniqueness, foreign-key or check constraint refusing a write raises, on either engine.
+IntegrityError: tuple[type[Exception], ...] = (
+    sqlite3.IntegrityError,
+    asyncpg.IntegrityConstraintViolationError,
 )
+# Any failure the engine reports (full disk, lost connection, constraint...), on either engine.
+DatabaseError: tuple[type[Exception], ...] = (sqlite3.Error, asyncpg.PostgresError)
 
 
-class Database:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
+class DatabaseUnavailable(Exception):
+    """The database cannot be opened; the message is one line for the operator."""
 
-    async def open(self) -> None:
-        self._writer = await self._connect()
-        self._reader = await self._connect()
-        await self._writer.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
-        )
 
-    async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        for pragma in _PRAGMAS:
-            await conn.execute(pragma)
-        return conn
+class Row(Protocol):
+    """A result row, read by column name or position (sqlite3.Row and asyncpg.Record both)."""
 
-    async def close(self) -> None:
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
-        self._reader = self._writer = None
+    def __getitem__(self, key: int | str, /) -> Any: ...
 
+    def keys(self) -> Any: ...
+
+
+class Result(Protocol):
     @property
-    def writer(self) -> aiosqlite.Connection:
-        if self._writer is None:
-            raise RuntimeError("database is not open")
-        return self._writer
+    def rowcount(self) -> int: ...
 
-    @property
-    def reader(self) -> aiosqlite.Connection:
-        if self._reader is None:
-            raise RuntimeError("database is not open")
-        return self._reader
 
+class Connection(Protocol):
+    """A connection inside a transaction."""
+
+    async def execute(self, sql: str, parameters: Params = ..., /) -> Result: ...
+
+    async def execute_fetchall(self, sql: str, parameters: Params = ..., /) -> Iterable[Any]: ...
+
+    async def executemany(self, sql: str, parameters: Iterable[Params], /) -> Any: ...
+
+
+class Database(ABC):
+    dialect: Dialect
+
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
     async def migrate(self, component: str, migrations: Iterable[str]) -> None:
-        """Apply, in order, the migrations of `component` not yet applied to this file."""
-        async with self.transaction() as conn:
-            rows = await conn.execute_fetchall(
-                "SELECT version FROM schema_migrations WHERE component = ?", (component,)
-            )
-            done = int(next(iter(rows))[0]) if rows else 0
-            steps = list(migrations)
-            for script in steps[done:]:
-                for statement in _statements(script):
-                    await conn.execute(statement)
-            if len(steps) > done:
-                await conn.execute(
-                    "INSERT INTO schema_migrations (component, version) VALUES (?, ?)"
-                    " ON CONFLICT (component) DO UPDATE SET version = excluded.version",
-                    (component, len(steps)),
-                )
+        """Apply, in order, the migrations of `component` not yet applied; once, however many
+        processes or replicas start together."""
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """An IMMEDIATE transaction on the writer: committed on exit, rolled back on error."""
-        async with self._write_lock:
-            conn = self.writer
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-            await conn.execute("COMMIT")
+    @abstractmethod
+    def transaction(self) -> AbstractAsyncContextManager[Connection]:
+        """A write transaction: committed on exit, rolled back on error, serialized with every
+        other write transaction."""
+
+    @abstractmethod
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
 
     async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
-        rows = await self.reader.execute_fetchall(sql, params)
-        return next(iter(rows), None)
-
-    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
-        return list(await self.reader.execute_fetchall(sql, params))
+        return next(iter(await self.fetchall(sql, params)), None)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """One write statement in its own transaction; returns the number of rows changed."""
         async with self.transaction() as conn:
-            cursor = await conn.execute(sql, params)
-            return cursor.rowcount
+            return (await conn.execute(sql, params)).rowcount
+
+    def describe(self) -> str:
+        """Where the database is, for logs and /readyz, without credentials."""
+        return self.dialect
 
 
-def _statements(script: str) -> list[str]:
-    """Split a script at the semicolons that end statements (not those in comments or strings)."""
-    statements: list[str] = []
-    current = ""
-    for piece in script.split(";"):
-        current += piece + ";"
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    if current.strip(" \n;"):
-        statements.append(current.strip())
-    return [s for s in statements if s.strip(" \n;")]
+def open_database(url: str | None, data_dir: Path, connect_seconds: float = 30.0) -> Database:
+    """The database a `--database` URL names (SQLite in the data folder when None)."""
+    from storage.postgres import PostgresDatabase, is_postgres_url
+    from storage.sqlite import SqliteDatabase, sqlite_path
+
+    if url is None:
+        return SqliteDatabase(data_dir / "beakerd.db")
+    if is_postgres_url(url):
+        return PostgresDatabase(url, connect_seconds=connect_seconds)
+    return SqliteDatabase(sqlite_path(url))

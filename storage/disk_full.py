@@ -1,7 +1,8 @@
 """Telling a full disk from other storage failures, whichever layer ran out of space.
 
 The file system says ENOSPC (or EDQUOT, out of quota) on a write, fsync, rename or link;
-SQLite says SQLITE_FULL ("database or disk is full") when its WAL or database file cannot grow.
+SQLite says SQLITE_FULL ("database or disk is full") when its WAL or database file cannot grow;
+PostgreSQL says disk_full (SQLSTATE 53100) when its own disk does.
 Both APIs answer either with 507, and log one line, not a traceback: it is the operator's
 problem, not a bug.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import errno
 import sqlite3
+
+import asyncpg
 
 _SQLITE_FULL = 13  # the primary result code; extended codes keep it in their low byte
 
@@ -22,4 +25,6 @@ def disk_full_cause(error: BaseException) -> str | None:
         code = getattr(error, "sqlite_errorcode", None)
         if (code is not None and code & 0xFF == _SQLITE_FULL) or "disk is full" in str(error):
             return f"SQLite: {error}"
+    if isinstance(error, asyncpg.DiskFullError):
+        return f"PostgreSQL: {error}"
     return None

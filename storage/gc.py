@@ -42,7 +42,7 @@ from typing import Any
 
 from storage.blobstore import BlobReclaimer, InsideDelete
 from storage.blobstore.filesystem import FileReclaimer
-from storage.database import Database
+from storage.database import Database, Dialect
 from storage.digests import Digest, InvalidDigest
 from storage.file_lock import exclusive
 from storage.orphans import RepositoryOwners, remove_orphans
@@ -114,15 +114,23 @@ async def gc_lock(root: Path) -> AsyncIterator[None]:
 
 # Manifests a collection must keep. `live` starts from the roots and follows index entries and
 # referrers within a repository. The second parameter is a JSON array of the [repository,
-# digest] pins of Beaker images.
-_LIVE_MANIFESTS = """
+# digest] pins of Beaker images, which each engine unpacks its own way.
+_PINS = {
+    "sqlite": "SELECT r.id, json_extract(p.value, '$[1]') FROM json_each(?) p"
+    " JOIN repositories r ON r.name = json_extract(p.value, '$[0]')",
+    "postgresql": "SELECT r.id, p.value ->> 1 FROM jsonb_array_elements(CAST(? AS jsonb)) p"
+    " JOIN repositories r ON r.name = p.value ->> 0",
+}
+
+
+def _live_manifests(dialect: Dialect) -> str:
+    return f"""
 WITH RECURSIVE live (repository_id, digest) AS (
     SELECT repository_id, digest FROM tags
     UNION SELECT repository_id, digest FROM manifests WHERE created_at >= ?
     UNION SELECT m.repository_id, m.digest FROM manifests m
-        JOIN repositories r ON r.id = m.repository_id WHERE r.immutable
-    UNION SELECT r.id, json_extract(p.value, '$[1]') FROM json_each(?) p
-        JOIN repositories r ON r.name = json_extract(p.value, '$[0]')
+        JOIN repositories r ON r.id = m.repository_id WHERE r.immutable = 1
+    UNION {_PINS[dialect]}
     UNION SELECT mr.repository_id, mr.child_digest FROM manifest_references mr
         JOIN live l ON l.repository_id = mr.repository_id AND l.digest = mr.manifest_digest
         WHERE mr.child_is_manifest = 1
@@ -134,6 +142,7 @@ WHERE NOT EXISTS (
     SELECT 1 FROM live l WHERE l.repository_id = m.repository_id AND l.digest = m.digest
 )
 """
+
 
 _UNREFERENCED_BLOBS = """
 SELECT b.digest, b.size FROM blobs b
@@ -211,12 +220,16 @@ class GarbageCollector:
 
     async def _collect_manifests(self, report: GcReport, cutoff: float, dry_run: bool) -> None:
         if dry_run:
-            dead = await self.db.fetchall(_LIVE_MANIFESTS, (cutoff, await self._pins()))
+            dead = await self.db.fetchall(
+                _live_manifests(self.db.dialect), (cutoff, await self._pins())
+            )
             report.manifests += len(dead)
             return
         async with self.db.transaction() as conn:
             # The pins are read inside the transaction: no image commits in between.
-            rows = await conn.execute_fetchall(_LIVE_MANIFESTS, (cutoff, await self._pins()))
+            rows = await conn.execute_fetchall(
+                _live_manifests(self.db.dialect), (cutoff, await self._pins())
+            )
             dead = list(rows)
             # References and tags go with them (ON DELETE CASCADE).
             await conn.executemany(

@@ -11,9 +11,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
-from storage.database import Database
+from storage.database import Connection, Database, Row
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,11 +297,11 @@ class Repositories:
         ]
 
 
-def _manifest_record(row: aiosqlite.Row) -> ManifestRecord:
+def _manifest_record(row: Row) -> ManifestRecord:
     return ManifestRecord(row["digest"], row["media_type"], int(row["size"]), bytes(row["content"]))
 
 
-async def create_repository(conn: aiosqlite.Connection, name: str) -> None:
+async def create_repository(conn: Connection, name: str) -> None:
     """Make an empty repository, inside the caller's transaction (a new Beaker image's)."""
     await conn.execute(
         "INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
@@ -311,11 +309,11 @@ async def create_repository(conn: aiosqlite.Connection, name: str) -> None:
     )
 
 
-async def delete_repository_in(conn: aiosqlite.Connection, name: str) -> None:
+async def delete_repository_in(conn: Connection, name: str) -> None:
     await conn.execute("DELETE FROM repositories WHERE name = ?", (name,))
 
 
-async def freeze_repository(conn: aiosqlite.Connection, name: str, tag: str) -> str | None:
+async def freeze_repository(conn: Connection, name: str, tag: str) -> str | None:
     """Make `name` read-only and return the digest `tag` names at that instant.
 
     Inside the caller's transaction, which holds the write lock: no write can land between the
@@ -335,7 +333,7 @@ async def freeze_repository(conn: aiosqlite.Connection, name: str, tag: str) -> 
     return str(rows[0][1])
 
 
-async def writable_repository(conn: aiosqlite.Connection, name: str, *, create: bool) -> int:
+async def writable_repository(conn: Connection, name: str, *, create: bool) -> int:
     """The id of a repository that takes writes, made first if absent and `create` allows.
 
     Every write runs this inside its own transaction: a commit that froze the repository, or a
@@ -361,7 +359,7 @@ async def writable_repository(conn: aiosqlite.Connection, name: str, *, create: 
     return repo_id
 
 
-async def _existing_writable(conn: aiosqlite.Connection, name: str) -> int | None:
+async def _existing_writable(conn: Connection, name: str) -> int | None:
     """For deletes: the repository's id, None if there is none; RepositoryFrozen if frozen."""
     try:
         return await writable_repository(conn, name, create=False)
@@ -369,7 +367,7 @@ async def _existing_writable(conn: aiosqlite.Connection, name: str) -> int | Non
         return None
 
 
-async def _require_blobs(conn: aiosqlite.Connection, digests: Sequence[str]) -> None:
+async def _require_blobs(conn: Connection, digests: Sequence[str]) -> None:
     wanted = list(dict.fromkeys(digests))
     present: set[str] = set()
     for start in range(0, len(wanted), 500):
@@ -384,9 +382,7 @@ async def _require_blobs(conn: aiosqlite.Connection, digests: Sequence[str]) -> 
         raise MissingBlobs(missing)
 
 
-async def _link_blobs(
-    conn: aiosqlite.Connection, repo_id: int, digests: Sequence[str], now: float
-) -> None:
+async def _link_blobs(conn: Connection, repo_id: int, digests: Sequence[str], now: float) -> None:
     # A link's time is refreshed whenever a client pushes, mounts or references the blob
     # again: the garbage collector's grace period counts from the newest of these.
     await conn.executemany(

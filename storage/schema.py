@@ -69,7 +69,7 @@ MIGRATIONS: list[str] = [
     CREATE TABLE uploads (
         id TEXT PRIMARY KEY,
         repository TEXT NOT NULL,
-        offset INTEGER NOT NULL,
+        "offset" INTEGER NOT NULL,
         created_at REAL NOT NULL,
         updated_at REAL NOT NULL
     ) WITHOUT ROWID

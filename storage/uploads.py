@@ -58,7 +58,7 @@ class UploadSessions:
         now = time.time()
         try:
             await self.db.execute(
-                "INSERT INTO uploads (id, repository, offset, created_at, updated_at)"
+                'INSERT INTO uploads (id, repository, "offset", created_at, updated_at)'
                 " VALUES (?, ?, 0, ?, ?)",
                 (upload.id, repository, now, now),
             )
@@ -73,7 +73,7 @@ class UploadSessions:
         if not _UPLOAD_ID_RE.fullmatch(upload_id):
             return None
         row = await self.db.fetchone(
-            "SELECT offset, digest FROM uploads WHERE id = ? AND repository = ?",
+            'SELECT "offset", digest FROM uploads WHERE id = ? AND repository = ?',
             (upload_id, repository),
         )
         return Upload(upload_id, repository, int(row["offset"]), row["digest"]) if row else None
@@ -223,7 +223,7 @@ class UploadSessions:
             self._hashes.pop(upload.id, None)
             raise
         changed = await self.db.execute(
-            "UPDATE uploads SET offset = ?, updated_at = ? WHERE id = ? AND offset = ?",
+            'UPDATE uploads SET "offset" = ?, updated_at = ? WHERE id = ? AND "offset" = ?',
             (new_offset, time.time(), upload.id, upload.offset),
         )
         if not changed:

@@ -5,7 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends.backend import Backend
 from tests.server import Server, running_beakerd
+
+pytest_plugins = ["tests.backends.fixtures"]
 
 
 @pytest.fixture(autouse=True)
@@ -19,9 +22,11 @@ def private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def beakerd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One real beakerd for the whole session; tests use distinct repository names."""
-    with running_beakerd(tmp_path_factory.mktemp("beakerd")) as server:
+def beakerd_server(
+    tmp_path_factory: pytest.TempPathFactory, session_backend: Backend
+) -> Iterator[Server]:
+    """One real beakerd per backend for the whole session; tests use distinct repository names."""
+    with running_beakerd(tmp_path_factory.mktemp("beakerd"), session_backend.args()) as server:
         yield server
 
 

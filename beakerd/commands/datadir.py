@@ -8,12 +8,19 @@ from contextlib import asynccontextmanager
 
 from beakerd.settings import Settings
 from storage.database import Database
+from storage.database import open_database as storage_database
+from storage.postgres import is_postgres_url
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
+from storage.sqlite import sqlite_path
 
 
 def data_exists(settings: Settings, command: str) -> bool:
     """Whether the data folder holds a beakerd database; says so on stderr when it does not."""
-    if (settings.data_dir / "beakerd.db").exists():
+    url = settings.database
+    if url is not None and is_postgres_url(url):
+        return True  # the server's database may be anywhere: opening it tells
+    path = sqlite_path(url) if url is not None else settings.data_dir / "beakerd.db"
+    if path.exists():
         return True
     print(f"beakerd {command}: no beakerd data in {settings.data_dir}", file=sys.stderr)
     return False
@@ -24,7 +31,9 @@ async def open_database(
     settings: Settings, extra_migrations: Sequence[tuple[str, list[str]]] = ()
 ) -> AsyncIterator[Database]:
     """The database, migrated like the server would (storage first, then `extra_migrations`)."""
-    db = Database(settings.data_dir / "beakerd.db")
+    db = storage_database(
+        settings.database, settings.data_dir, settings.database_connect_timeout_seconds
+    )
     await db.open()
     try:
         await db.migrate("storage", STORAGE_MIGRATIONS)

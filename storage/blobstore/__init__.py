@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+from storage.database import Connection
 from storage.digests import Digest
 
 
@@ -107,7 +108,7 @@ class BlobUploads(Protocol):
 
 # GC's deleting transaction hands the connection and the digests whose rows it is about to
 # delete to the store, which removes their bytes and returns the digests now without bytes.
-InsideDelete = Callable[[Any, list[str]], Awaitable[set[str]]]
+InsideDelete = Callable[[Connection, list[str]], Awaitable[set[str]]]
 # Runs that transaction (re-checking the candidates inside it); returns the rows deleted.
 DeleteRows = Callable[[InsideDelete], Awaitable[set[str]]]
 

@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 from storage.blobstore import DeleteRows, Expired, Removed
-from storage.database import Database
+from storage.database import Connection, Database
 from storage.digests import Digest, InvalidDigest
 from storage.trash import BlobFiles, list_files, unlink_counting
 
 
-async def _as_is(conn: object, dead: list[str]) -> set[str]:
+async def _as_is(conn: Connection, dead: list[str]) -> set[str]:
     return set(dead)  # the files are in trash/ already
 
 

@@ -20,12 +20,11 @@ row names (a kill inside a request) are removed once older than the expiry.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 from storage.blobstore import DeleteRows, Expired, Removed
 from storage.blobstore.keys import Keys
 from storage.blobstore.s3client import S3Bucket
-from storage.database import Database
+from storage.database import Connection, Database
 from storage.digests import Digest, InvalidDigest
 
 
@@ -42,7 +41,7 @@ class S3Reclaimer:
         return 0
 
     async def remove(self, sizes: dict[Digest, int], delete_rows: DeleteRows) -> Removed:
-        async def inside(conn: Any, dead: list[str]) -> set[str]:
+        async def inside(conn: Connection, dead: list[str]) -> set[str]:
             if not dead:
                 return set()
             marks = ",".join("?" * len(dead))
@@ -96,7 +95,7 @@ class S3Reclaimer:
             )
         return left
 
-    async def _unrowed_object(self, conn: Any, upload_id: str, digest: Digest) -> int:
+    async def _unrowed_object(self, conn: Connection, upload_id: str, digest: Digest) -> int:
         """Delete the blob object a dead session put in place before its row, if none holds it."""
         held = await conn.execute_fetchall(
             "SELECT 1 FROM blobs WHERE digest = ?"

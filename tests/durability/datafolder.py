@@ -18,6 +18,7 @@ from storage.database import Database
 from storage.digests import Digest
 from storage.repositories import NewManifest, Repositories
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
+from storage.sqlite import SqliteDatabase
 
 ACCOUNT = "tester"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -32,7 +33,7 @@ class Contents:
 
 
 async def open_migrated(root: Path) -> Database:
-    db = Database(root / "beakerd.db")
+    db = SqliteDatabase(root / "beakerd.db")
     await db.open()
     await db.migrate("storage", STORAGE_MIGRATIONS)
     await db.migrate("metadata", METADATA_MIGRATIONS)

@@ -301,10 +301,10 @@ def finding_kinds(report: dict[str, Any]) -> list[str]:
 
 async def fsck_in_process(data_dir: Path) -> list[str]:
     """fsck's findings (kind: subject), read-only, without starting a process."""
-    from storage.database import Database
     from storage.fsck import Fsck
+    from storage.sqlite import SqliteDatabase
 
-    db = Database(data_dir / "beakerd.db")
+    db = SqliteDatabase(data_dir / "beakerd.db")
     await db.open()
     try:
         report = await Fsck(db, data_dir).run()

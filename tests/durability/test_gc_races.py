@@ -16,6 +16,7 @@ from storage.digests import Digest
 from storage.gc import GarbageCollector, GcPolicy
 from storage.repositories import NewManifest, Repositories
 from storage.schema import MIGRATIONS
+from storage.sqlite import SqliteDatabase
 from storage.trash import BlobFiles, Tomb
 from storage.uploads import UploadSessions
 
@@ -27,7 +28,7 @@ DIGEST = Digest.of(DATA)
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     for folder in ("blobs", "uploads"):
         (tmp_path / folder).mkdir()
-    database = Database(tmp_path / "beakerd.db")
+    database = SqliteDatabase(tmp_path / "beakerd.db")
     await database.open()
     await database.migrate("storage", MIGRATIONS)
     # The blob is stored, unreferenced and past the grace period.

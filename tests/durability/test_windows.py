@@ -16,6 +16,7 @@ from storage.digests import Digest
 from storage.gc import BlobFiles, GarbageCollector, GcPolicy
 from storage.repositories import MissingBlobs, NewManifest, Repositories
 from storage.schema import MIGRATIONS
+from storage.sqlite import SqliteDatabase
 from storage.uploads import UploadSessions
 
 
@@ -23,7 +24,7 @@ from storage.uploads import UploadSessions
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     for folder in ("blobs", "uploads"):
         (tmp_path / folder).mkdir()
-    database = Database(tmp_path / "beakerd.db")
+    database = SqliteDatabase(tmp_path / "beakerd.db")
     await database.open()
     await database.migrate("storage", MIGRATIONS)
     yield database

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.backends.backend import Backend
 from tests.e2e.docker_engine import DockerEngine, build_scratch_image
 from tests.e2e.tools import unavailable
 from tests.server import Server, running_beakerd
@@ -140,8 +141,10 @@ class BeakerPy:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_beakerd(tmp_path_factory.mktemp("beaker-py-beakerd")) as running:
+def server(tmp_path_factory: pytest.TempPathFactory, session_backend: Backend) -> Iterator[Server]:
+    with running_beakerd(
+        tmp_path_factory.mktemp("beaker-py-beakerd"), session_backend.args()
+    ) as running:
         yield running
 
 

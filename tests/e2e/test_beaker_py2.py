@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.backends.backend import Backend
 from tests.e2e.docker_engine import DockerEngine, build_scratch_image
 from tests.e2e.test_beaker_py import _venv_python
 from tests.server import Server, free_port, running_beakerd
@@ -122,11 +123,13 @@ class BeakerPy2:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, session_backend: Backend) -> Iterator[Server]:
     # A gRPC port of its own choosing: the default (HTTP port + 1) may be taken on a busy host.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BEAKERD_GRPC_PORT", str(free_port()))
-        with running_beakerd(tmp_path_factory.mktemp("beaker-py2-beakerd")) as running:
+        with running_beakerd(
+            tmp_path_factory.mktemp("beaker-py2-beakerd"), session_backend.args()
+        ) as running:
             yield running
 
 

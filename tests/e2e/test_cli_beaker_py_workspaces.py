@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.backends.backend import Backend
 from tests.e2e.test_beaker_py import RELEASES, _venv_python
 from tests.server import Server, running_beakerd
 
@@ -57,8 +58,10 @@ print(json.dumps(result))
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_beakerd(tmp_path_factory.mktemp("beaker-py-ws-beakerd")) as running:
+def server(tmp_path_factory: pytest.TempPathFactory, session_backend: Backend) -> Iterator[Server]:
+    with running_beakerd(
+        tmp_path_factory.mktemp("beaker-py-ws-beakerd"), session_backend.args()
+    ) as running:
         yield running
 
 

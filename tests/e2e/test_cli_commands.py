@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends.backend import Backend
 from tests.e2e.docker_engine import DockerEngine, build_scratch_image
 from tests.e2e.test_seed import REPO_ROOT, Beaker, create
 from tests.server import Server, running_beakerd
@@ -25,8 +26,8 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_beakerd(tmp_path_factory.mktemp("cli-beakerd")) as running:
+def server(tmp_path_factory: pytest.TempPathFactory, session_backend: Backend) -> Iterator[Server]:
+    with running_beakerd(tmp_path_factory.mktemp("cli-beakerd"), session_backend.args()) as running:
         yield running
 
 

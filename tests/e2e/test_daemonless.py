@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.backends.backend import Backend
 from tests.e2e.docker_engine import DockerEngine, build_scratch_image
 from tests.e2e.oci_layout import OciLayout, random_layers
 from tests.e2e.tools import require_tool, run
@@ -33,8 +34,10 @@ DIGEST_LINE = re.compile(r"^latest: digest: (sha256:[0-9a-f]{64}) size: \d+$", r
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with running_beakerd(tmp_path_factory.mktemp("daemonless-beakerd")) as running:
+def server(tmp_path_factory: pytest.TempPathFactory, session_backend: Backend) -> Iterator[Server]:
+    with running_beakerd(
+        tmp_path_factory.mktemp("daemonless-beakerd"), session_backend.args()
+    ) as running:
         yield running
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.backends.backend import Backend
 from tests.e2e.docker_engine import DockerEngine, build_scratch_image, layer_ids
 from tests.server import Server, free_port, running_beakerd
 
@@ -36,9 +37,11 @@ WORDCOUNT_FILES = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, session_backend: Backend) -> Iterator[Server]:
     """A beakerd of this module's own, so that the seed's plain names (`wordcount`) are free."""
-    with running_beakerd(tmp_path_factory.mktemp("seed-beakerd")) as running:
+    with running_beakerd(
+        tmp_path_factory.mktemp("seed-beakerd"), session_backend.args()
+    ) as running:
         yield running
 
 

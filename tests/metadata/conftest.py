@@ -20,6 +20,7 @@ from beakerd.settings import Settings
 from metadata.authority import BeakerAuthority
 from metadata.context import METADATA
 from registry.auth import AUTHORITY
+from tests.backends.backend import Backend
 from tests.metadata.helpers import Api
 
 ADMIN = "tester"
@@ -49,16 +50,16 @@ def config_token(home: Path) -> str:
 
 
 @pytest.fixture
-async def api(tmp_path: Path, home: Path) -> AsyncIterator[Api]:
+async def api(tmp_path: Path, home: Path, backend: Backend) -> AsyncIterator[Api]:
     """The admin `tester`'s view of /api/v3 (the admin may also push anywhere on /v2)."""
-    app = make_app(tmp_path)
+    app = make_app(tmp_path, **backend.settings())
     async with TestClient(TestServer(app)) as client:
         yield Api(client, config_token(home))
 
 
 @pytest.fixture
-async def authed_api(tmp_path: Path, home: Path) -> AsyncIterator[Api]:
+async def authed_api(tmp_path: Path, home: Path, backend: Backend) -> AsyncIterator[Api]:
     """Like `api`, with the registry asking Beaker accounts who may do what on /v2."""
-    app = make_app(tmp_path, with_authority=True)
+    app = make_app(tmp_path, with_authority=True, **backend.settings())
     async with TestClient(TestServer(app)) as client:
         yield Api(client, config_token(home))

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from beakerd import health
 from storage.database import Database
+from storage.sqlite import SqliteDatabase
 from tests.ops.helpers import call
 from tests.server import Server
 
@@ -20,7 +21,7 @@ DB = web.AppKey("test_db", Database)
 
 @pytest.fixture
 async def database(tmp_path: Path) -> AsyncIterator[Database]:
-    db = Database(tmp_path / "test.db")
+    db = SqliteDatabase(tmp_path / "test.db")
     await db.open()
     yield db
     await db.close()
@@ -73,7 +74,7 @@ async def test_readyz_reports_an_unwritable_data_folder(database: Database, tmp_
 
 
 async def test_readyz_reports_a_database_that_does_not_answer(tmp_path: Path) -> None:
-    db = Database(tmp_path / "closed.db")  # never opened: every query fails
+    db = SqliteDatabase(tmp_path / "closed.db")  # never opened: every query fails
     client = await _client(db, tmp_path)
     try:
         resp = await client.get("/readyz")

@@ -15,6 +15,7 @@ from registry.auth import AUTHORITY, Principal
 from registry.context import REGISTRY
 from registry.tokens import TOKENS, Grant
 from storage.repositories import create_repository
+from tests.backends.backend import Backend
 from tests.registry.helpers import OCI_MANIFEST, basic, digest_of, error_code
 
 TOKENS_BY_ACCOUNT = {"alice": "alice-secret", "bob": "bob-secret", "root": "root-secret"}
@@ -65,8 +66,8 @@ async def _client(tmp_path: Path, **settings: Any) -> AsyncIterator[TestClient[A
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[TestClient[Any, Any]]:
-    async for c in _client(tmp_path):
+async def client(tmp_path: Path, backend: Backend) -> AsyncIterator[TestClient[Any, Any]]:
+    async for c in _client(tmp_path, **backend.settings()):
         yield c
 
 

@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from metadata.accounts import create_account
-from storage.database import Database
+from storage.sqlite import SqliteDatabase
 from tests.server import Server, running_beakerd
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -75,7 +75,7 @@ class World:
 
 
 async def _make_accounts(data_dir: Path) -> dict[str, str]:
-    db = Database(data_dir / "beakerd.db")
+    db = SqliteDatabase(data_dir / "beakerd.db")
     await db.open()
     try:
         tokens = {}
