@@ -31,6 +31,7 @@ from storage.scrub import Scrubber
 from storage.scrub import run_periodically as scrub_periodically
 
 DATABASE = web.AppKey("database", Database)
+BLOB_BACKEND = web.AppKey("blob_backend", BlobBackend)
 # The `service` of registry tokens: their audience, echoed by clients from our challenges.
 REGISTRY_SERVICE = "beakerd"
 
@@ -93,6 +94,7 @@ async def _serving(
     root = settings.data_dir
     generation = Generation(root / "generation")
     app[DATABASE] = db
+    app[BLOB_BACKEND] = backend
     app[REGISTRY] = RegistryContext(
         repositories=repositories,
         blobs=backend.reader,
