@@ -15,6 +15,9 @@ reference rows, never by walking files:
   references the blob, so a push in flight never loses a blob it was told exists;
 - an upload session expires when nothing touched it for `upload_expiry_seconds`.
 
+What removes bytes is the blob store's reclaimer (storage/blobstore/): for an S3 bucket,
+storage/blobstore/s3_reclaim.py; for the data folder, the following.
+
 Removing a blob file, so that a kill at any moment leaves nothing the next pass does not
 reclaim, and a push of the same digest in the meantime keeps its blob (the protocol shared with
 storage/uploads.py is storage/trash.py's): the file is renamed into `trash/` first; then, in
