@@ -9,7 +9,7 @@ from aiohttp import web
 from registry.cache import GenerationCache
 from registry.errors import ErrorCode, RegistryError
 from registry.proxy import PullThrough
-from storage.blobs import BlobStore
+from storage.blobstore import BlobReader, BlobUploads
 from storage.generation import Generation
 from storage.repositories import (
     ManifestRecord,
@@ -17,7 +17,6 @@ from storage.repositories import (
     RepositoryFrozen,
     RepositoryUnknown,
 )
-from storage.uploads import UploadSessions
 
 # Manifests above this size are served from the database each time rather than cached.
 CACHEABLE_MANIFEST_BYTES = 256 << 10
@@ -26,8 +25,8 @@ CACHEABLE_MANIFEST_BYTES = 256 << 10
 @dataclass
 class RegistryContext:
     repositories: Repositories
-    blobs: BlobStore
-    uploads: UploadSessions
+    blobs: BlobReader
+    uploads: BlobUploads
     generation: Generation
     # The pull-through cache, when upstreams are configured (set once storage is open).
     proxy: PullThrough | None = field(default=None, init=False)

@@ -45,11 +45,11 @@ from registry.upstream_client import (
     UpstreamUnavailable,
 )
 from registry.upstreams import Upstream, split_name
+from storage.blobstore import BlobUploads, DigestMismatch
 from storage.digests import Digest
 from storage.orphans import RepositoryOwners
 from storage.pull_cache import PullCache
 from storage.repositories import ManifestRecord, NewManifest, Repositories
-from storage.uploads import DigestMismatch, UploadSessions
 
 log = logging.getLogger("beakerd.proxy")
 
@@ -147,7 +147,7 @@ class PullThrough:
         session: aiohttp.ClientSession,
         cache: PullCache,
         repositories: Repositories,
-        uploads: UploadSessions,
+        uploads: BlobUploads,
         manifest_of: Callable[[str, str], Awaitable[ManifestRecord | None]],
     ) -> None:
         self.upstreams = list(upstreams)

@@ -9,7 +9,7 @@ import sys
 import time
 
 from beakerd.app import repository_owners
-from beakerd.commands.datadir import data_exists, open_database
+from beakerd.commands.datadir import data_exists, open_blobs, open_database
 from beakerd.settings import Settings
 from metadata.schema import MIGRATIONS as METADATA_MIGRATIONS
 from storage.gc import GarbageCollector, GcBusy, GcPolicy, GcReport
@@ -72,7 +72,10 @@ async def _collect(settings: Settings, args: argparse.Namespace) -> GcReport:
     root = settings.data_dir
     generation = Generation(root / "generation")
     try:
-        async with open_database(settings, [("metadata", METADATA_MIGRATIONS)]) as db:
+        async with (
+            open_database(settings, [("metadata", METADATA_MIGRATIONS)]) as db,
+            open_blobs(settings, db) as blobs,
+        ):
             if settings.upstreams and settings.pull_cache_expiry_seconds > 0 and not args.dry_run:
                 # What the server's own pass does first: unused cache entries go, then their
                 # blobs with this collection.
@@ -80,10 +83,11 @@ async def _collect(settings: Settings, args: argparse.Namespace) -> GcReport:
             # A running server's caches drop what this pass removes when the counter moves.
             collector = GarbageCollector(
                 db,
-                root,
+                blobs.root,
                 policy_from(settings, args),
                 generation.bump,
                 repository_owners(db, settings),
+                blobs.reclaimer,
             )
             return await _collect_when_free(collector, args.dry_run)
     finally:

@@ -66,8 +66,7 @@ async def make_cache(
     clients: list[Client] = []
 
     async def make(*upstreams: dict[str, Any], login: bool = True, **settings: Any) -> Client:
-        # A database of its own (made in a thread: it runs an event loop of its own).
-        database = await asyncio.to_thread(backend.settings)
+        database = backend.settings()
         app = create_app(
             Settings(
                 data_dir=tmp_path / f"cache{len(clients)}",
@@ -392,7 +391,7 @@ async def test_anonymous_callers_pull_through_only_when_anonymous_pulls_are_on(
 async def test_an_upstream_with_auth_is_pulled_through_its_token_flow(
     make_cache: MakeCache, tmp_path: Path, backend: Backend
 ) -> None:
-    database = await asyncio.to_thread(backend.args)
+    database = backend.args()
     with running_beakerd(tmp_path / "upstream-beakerd", database) as server:
         assert server.password is not None
         login = basic(server.username, server.password)
