@@ -482,3 +482,19 @@ async def test_pulling_a_tag_keeps_its_manifest_from_ageing_out(
     assert removed == 0
     assert (await cache.get("/v2/hub/used/tags/list")).status == 200
     assert await app[REGISTRY].repositories.resolve_tag("hub/used", "v1") is not None
+
+
+async def test_the_cache_fills_an_s3_blob_store_through_its_upload_path(
+    make_cache: MakeCache, upstream: ReferenceRegistry, upstream_client: Any, s3_store: str
+) -> None:
+    layer = os.urandom(7 << 20)  # more than one 5 MiB part
+    await push_image(upstream_client, "ons3", "v1", [layer])
+    cache = await make_cache(hub(upstream), blob_store=s3_store)
+    await cache.get("/v2/hub/ons3/manifests/v1", headers={"Accept": OCI_MANIFEST})
+
+    streamed = await cache.get(f"/v2/hub/ons3/blobs/{digest_of(layer)}")
+    stored = await cache.get(f"/v2/hub/ons3/blobs/{digest_of(layer)}")
+
+    assert await streamed.read() == layer
+    assert await stored.read() == layer
+    assert await wait_for_log(upstream, "GET", f"/blobs/{digest_of(layer)}") == 1
