@@ -21,9 +21,10 @@ from registry.auth import AUTH_POLICY, AUTHORITY, AuthPolicy, registry_auth
 from registry.bodies import BODY_READ_TIMEOUT
 from registry.context import REGISTRY, RegistryContext
 from registry.middleware import registry_errors
-from registry.proxy import PullThrough, PullThroughOwners
+from registry.proxy import PullThrough
 from registry.routes import add_routes as add_registry_routes
 from registry.tokens import TOKENS, TokenIssuer, load_or_create_key
+from registry.upstreams import PullThroughOwners
 from storage.blobstore.backend import BlobBackend, open_blob_store
 from storage.database import Database, open_database
 from storage.gc import GarbageCollector, GcPolicy, run_periodically

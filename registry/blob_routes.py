@@ -19,10 +19,10 @@ from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from registry.access import DELETE, PULL, require
+from registry.blob_fill import BlobStream
 from registry.context import REGISTRY
 from registry.errors import ErrorCode, RegistryError
 from registry.names import check_name, parse_digest
-from registry.proxy import BlobStream
 from registry.visibility import visible_blob_size
 from storage.blobs import identity_of
 from storage.blobstore import BlobMissing, BlobReader

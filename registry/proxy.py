@@ -10,11 +10,11 @@ the upstream on a miss, stored and served.
   or replica, may fetch an object once; the store keeps one copy whatever the count, since the
   upload path deduplicates by digest). The fetch runs in a task of its own, so a client that
   goes away does not abort it for the others.
-- A blob is written through the upload path (`UploadSessions.ingest`: hashed, verified against
-  its digest, published, then its row), so it becomes visible only whole and correct. The
-  client whose miss started the fetch, and any that arrive before the first byte, are served
-  the upstream's bytes as they arrive (a tee); the last chunk is held back until the bytes hash
-  to the digest, so no client ever holds a complete wrong body. A client arriving later waits
+- A blob is written through the blob store's upload path (`BlobUploads.ingest`, on files or
+  S3: hashed, verified against its digest, published, then its row), so it becomes visible only
+  whole and correct. The client whose miss started the fetch, and any that arrive before the
+  first byte, are served the upstream's bytes as they arrive (registry/blob_fill.py: the last
+  chunk goes out only once verified and stored). A client arriving later waits
   for the fetch to complete and is then served from the store: replaying what it missed would
   mean reading the staged upload back, which the blob store does not offer (and S3 cannot
   before the upload completes).
@@ -28,12 +28,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
 
 import aiohttp
 
+from registry.blob_fill import BlobFill, BlobStream, teed
 from registry.errors import ErrorCode, RegistryError
 from registry.manifests import MANIFEST_TYPES, MAX_MANIFEST_BYTES, parse_manifest
 from registry.names import is_digest_like, is_tag, parse_digest
@@ -47,19 +47,13 @@ from registry.upstream_client import (
 from registry.upstreams import Upstream, split_name
 from storage.blobstore import BlobUploads, DigestMismatch
 from storage.digests import Digest
-from storage.orphans import RepositoryOwners
 from storage.pull_cache import PullCache
 from storage.repositories import ManifestRecord, NewManifest, Repositories
 
 log = logging.getLogger("beakerd.proxy")
 
-_T = TypeVar("_T")
 # Every manifest type we store, so the upstream answers a tag with its index where it has one.
 _ACCEPT = ", ".join(sorted(MANIFEST_TYPES))
-_CHUNK = 1 << 20
-# A streaming client this far behind the upstream is cut off (it retries and is served from
-# the store): a stalled client must neither hold unbounded memory nor slow the fetch.
-_MAX_BEHIND_BYTES = 64 << 20
 # A cache entry's last-use time is written at most this often: pulls must not all be writes.
 _TOUCH_EVERY_SECONDS = 600.0
 STALE_WARNING = '110 beakerd "Response is Stale"'
@@ -70,74 +64,6 @@ class CachedManifest:
     record: ManifestRecord
     # Served from the cache because the upstream could not be asked whether the tag moved.
     stale: bool = False
-
-
-class _Behind(Exception):
-    """This streaming client fell too far behind the upstream."""
-
-
-class BlobStream:
-    """The first clients' view of a blob fetch: chunks as they arrive from the upstream."""
-
-    def __init__(self, size: int | None) -> None:
-        self.size = size
-        self._queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
-        self._buffered = 0
-        self._dropped = False
-
-    def _feed(self, item: bytes | BaseException | None) -> None:
-        if self._dropped:
-            return
-        if isinstance(item, bytes):
-            if self._buffered + len(item) > _MAX_BEHIND_BYTES:
-                self._dropped = True
-                item = _Behind("client fell behind the upstream fetch")
-            else:
-                self._buffered += len(item)
-        self._queue.put_nowait(item)
-
-    def close(self) -> None:
-        """The client is done (or gone): stop buffering for it."""
-        self._dropped = True
-        while not self._queue.empty():
-            self._queue.get_nowait()
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body; raises when the fetch fails or the bytes do not match the digest."""
-        while True:
-            item = await self._queue.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            self._buffered -= len(item)
-            yield item
-
-
-class _BlobFill:
-    """One upstream fetch of a blob into the store, teed to the clients streaming it."""
-
-    def __init__(self) -> None:
-        self.streams: list[BlobStream] = []
-        self.size: int | None = None
-        self.sent_any = False  # once a byte went out, newcomers wait for the stored copy
-        self.headers_known = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-        # The verified last chunk, held back from the streaming clients until it is stored.
-        self.last: bytes | None = None
-
-    def join(self) -> BlobStream | None:
-        if self.sent_any:
-            return None
-        stream = BlobStream(self.size)
-        self.streams.append(stream)
-        return stream
-
-    def feed(self, item: bytes | BaseException | None) -> None:
-        if isinstance(item, bytes):
-            self.sent_any = True
-        for stream in self.streams:
-            stream._feed(item)
 
 
 class PullThrough:
@@ -157,7 +83,7 @@ class PullThrough:
         self.uploads = uploads
         self.manifest_of = manifest_of
         self._flights: dict[tuple[str, ...], asyncio.Task[CachedManifest | None]] = {}
-        self._fills: dict[str, _BlobFill] = {}
+        self._fills: dict[str, BlobFill] = {}
         self._touched: dict[tuple[str, str], float] = {}
 
     def covers(self, repository: str) -> bool:
@@ -319,7 +245,7 @@ class PullThrough:
             size = await self.cache.link_referenced_blob(repository, str(digest))
         return size
 
-    async def _headers_or_failure(self, fill: _BlobFill) -> None:
+    async def _headers_or_failure(self, fill: BlobFill) -> None:
         """Wait until the upstream answered (so the client's headers are known) or failed."""
         assert fill.task is not None
         headers = asyncio.ensure_future(fill.headers_known.wait())
@@ -332,8 +258,8 @@ class PullThrough:
 
     def _start_fill(
         self, client: UpstreamClient, repository: str, path: str, digest: Digest
-    ) -> _BlobFill:
-        fill = _BlobFill()
+    ) -> BlobFill:
+        fill = BlobFill()
         key = str(digest)
         self._fills[key] = fill
         fill.task = asyncio.create_task(self._fill(fill, client, repository, path, digest))
@@ -347,7 +273,7 @@ class PullThrough:
         return fill
 
     async def _fill(
-        self, fill: _BlobFill, client: UpstreamClient, repository: str, path: str, digest: Digest
+        self, fill: BlobFill, client: UpstreamClient, repository: str, path: str, digest: Digest
     ) -> None:
         try:
             response = await client.request("GET", f"{path}/blobs/{digest}", _scope(path))
@@ -362,7 +288,7 @@ class PullThrough:
         try:
             fill.size = response.content_length
             fill.headers_known.set()
-            size = await self.uploads.ingest(repository, digest, _teed(response, digest, fill))
+            size = await self.uploads.ingest(repository, digest, teed(response, digest, fill))
             # The last chunk goes out once the blob is stored: a client that has the whole
             # body can count on the cache holding it.
             if fill.last is not None:
@@ -424,26 +350,6 @@ class PullThrough:
         return removed
 
 
-async def _teed(
-    response: aiohttp.ClientResponse, digest: Digest, fill: _BlobFill
-) -> AsyncIterator[bytes]:
-    """The upstream's body for the store, copied to the streaming clients one chunk behind:
-    the last is kept in `fill.last`, and only once the whole body hashes to `digest`."""
-    hasher = digest.hasher()
-    held: bytes | None = None
-    async for data in response.content.iter_chunked(_CHUNK):
-        hasher.update(data)
-        if held is not None:
-            fill.feed(held)
-        held = data
-        yield data
-    if hasher.hexdigest() != digest.hex:
-        # ingest() sees the mismatch too and discards the upload.
-        fill.feed(ConnectionResetError(f"upstream bytes do not match {digest}"))
-        return
-    fill.last = held
-
-
 def _scope(path: str) -> str:
     return f"repository:{path}:pull"
 
@@ -481,19 +387,3 @@ def refuse_write(pull_through: PullThrough | None, repository: str) -> None:
             f"{repository} is in the pull-through cache, which is read-only",
             detail={"name": repository[:256]},
         )
-
-
-class PullThroughOwners:
-    """Repository owners for GC and fsck: an upstream in the config holds the cached
-    repositories under its name, as an account holds its namespace (the others ask `inner`)."""
-
-    def __init__(self, inner: RepositoryOwners, upstreams: Sequence[Upstream]) -> None:
-        self.inner = inner
-        self.names = frozenset(u.name for u in upstreams)
-
-    async def owned(self, names: Sequence[str]) -> set[str]:
-        cached = {name for name in names if name.split("/", 1)[0] in self.names}
-        return cached | await self.inner.owned([n for n in names if n not in cached])
-
-    async def pins(self) -> list[tuple[str, str]]:
-        return await self.inner.pins()

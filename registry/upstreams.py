@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from registry.names import is_path_component
+from storage.orphans import RepositoryOwners
 
 DEFAULT_TAG_TTL_SECONDS = 300.0
 
@@ -81,3 +82,19 @@ def split_name(upstreams: Sequence[Upstream], repository: str) -> tuple[Upstream
         if upstream.name == head:
             return upstream, path
     return None
+
+
+class PullThroughOwners:
+    """Repository owners for GC and fsck: an upstream in the config holds the cached
+    repositories under its name, as an account holds its namespace (the others ask `inner`)."""
+
+    def __init__(self, inner: RepositoryOwners, upstreams: Sequence[Upstream]) -> None:
+        self.inner = inner
+        self.names = frozenset(u.name for u in upstreams)
+
+    async def owned(self, names: Sequence[str]) -> set[str]:
+        cached = {name for name in names if name.split("/", 1)[0] in self.names}
+        return cached | await self.inner.owned([n for n in names if n not in cached])
+
+    async def pins(self) -> list[tuple[str, str]]:
+        return await self.inner.pins()
