@@ -27,8 +27,8 @@ class RepositoryOwners(Protocol):
         """Which of `names` an account's namespace or a Beaker image holds."""
         ...
 
-    async def pins(self) -> list[tuple[str, str]]:
-        """(repository, manifest digest) of every manifest a Beaker image pinned."""
+    async def pinned(self, manifests: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which of these (repository, manifest digest) a Beaker image pinned."""
         ...
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from storage.database import Database, open_database
 from tests.backends.postgres import PostgresServer
 
 
@@ -28,3 +30,10 @@ class Backend:
         for key, value in self.settings().items():
             flags += [f"--{key.replace('_', '-')}", str(value)]
         return flags
+
+    async def open_database(self, data_dir: Path) -> Database:
+        """A new, empty, open database (not migrated): SQLite's in `data_dir`."""
+        url = await self.postgres.create_database() if self.postgres is not None else None
+        db = open_database(url, data_dir)
+        await db.open()
+        return db
