@@ -31,6 +31,12 @@ class Backend:
             flags += [f"--{key.replace('_', '-')}", str(value)]
         return flags
 
+    async def args_in_loop(self) -> list[str]:
+        """`args()`, for a test already running in an event loop."""
+        if self.postgres is None:
+            return []
+        return ["--database", await self.postgres.create_database()]
+
     async def open_database(self, data_dir: Path) -> Database:
         """A new, empty, open database (not migrated): SQLite's in `data_dir`."""
         url = await self.postgres.create_database() if self.postgres is not None else None
