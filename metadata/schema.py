@@ -16,6 +16,18 @@ _UNPIN = (
     " ON CONFLICT (repository_id, digest) DO UPDATE SET review_after = 0"
 )
 
+# A repository whose image or account is gone may be an orphan (storage/orphans.py).
+_REVIEW_IMAGE_REPOSITORY = (
+    "INSERT INTO gc_repository_review (repository_id, review_after)"
+    " SELECT r.id, 0 FROM repositories r WHERE r.name = OLD.repository"
+    " ON CONFLICT (repository_id) DO UPDATE SET review_after = 0"
+)
+_REVIEW_NAMESPACE = (
+    "INSERT INTO gc_repository_review (repository_id, review_after)"
+    " SELECT r.id, 0 FROM repositories r WHERE r.name = OLD.name OR r.name LIKE OLD.name || '/%'"
+    " ON CONFLICT (repository_id) DO UPDATE SET review_after = 0"
+)
+
 MIGRATIONS: list[Migration] = [
     """
     CREATE TABLE accounts (
@@ -103,6 +115,15 @@ MIGRATIONS: list[Migration] = [
         [
             Trigger(
                 "gc_image_deleted", "DELETE", "images", [_UNPIN], when="OLD.digest IS NOT NULL"
+            ),
+            Trigger("gc_image_repository", "DELETE", "images", [_REVIEW_IMAGE_REPOSITORY]),
+            Trigger("gc_account_deleted", "DELETE", "accounts", [_REVIEW_NAMESPACE]),
+            Trigger(
+                "gc_account_renamed",
+                "UPDATE OF name",
+                "accounts",
+                [_REVIEW_NAMESPACE],
+                when="OLD.name <> NEW.name",
             ),
             Trigger(
                 "gc_image_unpinned",

@@ -44,7 +44,7 @@ from typing import Any
 from storage.database import Database
 from storage.digests import Digest, InvalidDigest
 from storage.file_lock import exclusive
-from storage.orphans import RepositoryOwners, remove_orphans
+from storage.orphans import RepositoryOwners, collect_orphans
 from storage.review import BlobPage, Review
 from storage.sizes import human_bytes
 from storage.trash import BlobFiles, list_files, unlink_counting
@@ -161,7 +161,7 @@ class GarbageCollector:
     async def _collect_repositories(
         self, owners: RepositoryOwners, report: GcReport, cutoff: float, dry_run: bool
     ) -> None:
-        removed = await remove_orphans(self.db, owners, cutoff, dry_run)
+        removed = await collect_orphans(self.db, owners, cutoff, dry_run)
         report.repositories += len(removed)
         if removed and not dry_run and self.on_change:
             self.on_change()

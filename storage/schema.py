@@ -58,6 +58,13 @@ _REVIEW_TRIGGERS = [
         [_REVIEW_MANIFEST.format("VALUES (OLD.repository_id, OLD.digest, 0)")],
     ),
     Trigger(
+        "gc_repository_created", "INSERT", "repositories",
+        [
+            "INSERT INTO gc_repository_review (repository_id, review_after)"
+            " VALUES (NEW.id, NEW.created_at) ON CONFLICT (repository_id) DO NOTHING"
+        ],
+    ),
+    Trigger(
         "gc_tag_moved", "UPDATE OF digest", "tags",
         [_REVIEW_MANIFEST.format("VALUES (OLD.repository_id, OLD.digest, 0)")],
         when="OLD.digest <> NEW.digest",
@@ -147,9 +154,10 @@ MIGRATIONS: list[Migration] = [
     CREATE INDEX uploads_updated_at ON uploads (updated_at);
     CREATE INDEX blobs_created_at ON blobs (created_at)
     """,
-    # Garbage collection's review queues (storage/review.py): what may have become garbage,
-    # with the time its grace period counts from, so a pass looks at candidates only. Existing
-    # data is queued once here: every unreferenced blob and every untagged manifest; leftover
+    # Garbage collection's review queues (storage/review.py, storage/orphans.py): what may have
+    # become garbage, with the time its grace period counts from, so a pass looks at candidates
+    # only. Existing data is queued once here: every repository (is it owned?), every
+    # unreferenced blob and every untagged manifest; leftover
     # manifest contents (which passes before this one swept) go at once.
     trigger_migration(
         _REVIEW_TRIGGERS,
@@ -172,12 +180,24 @@ MIGRATIONS: list[Migration] = [
         -- a tag holds it: without this index each is a scan of every tag.
         CREATE INDEX tags_digest ON tags (repository_id, digest);
 
+        -- Repositories whose owner may be missing (storage/orphans.py): new ones, those of a
+        -- deleted image or account.
+        CREATE TABLE gc_repository_review (
+            repository_id INTEGER NOT NULL,
+            review_after REAL NOT NULL,
+            PRIMARY KEY (repository_id)
+        );
+        CREATE INDEX gc_repository_review_due
+            ON gc_repository_review (review_after, repository_id);
+
         -- Facts a pass leaves for the next (storage/review.py), by name.
         CREATE TABLE gc_state (
             name TEXT PRIMARY KEY,
             value REAL NOT NULL
         );
 
+        INSERT INTO gc_repository_review (repository_id, review_after)
+        SELECT id, created_at FROM repositories WHERE true;
         INSERT INTO gc_blob_review (digest, review_after)
         SELECT b.digest, b.created_at FROM blobs b WHERE NOT EXISTS
             (SELECT 1 FROM manifest_references mr WHERE mr.child_digest = b.digest);

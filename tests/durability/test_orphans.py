@@ -54,6 +54,7 @@ async def test_gc_removes_orphans_past_the_grace_period_with_their_blobs_and_kee
     await db.execute(
         "UPDATE repositories SET created_at = ? WHERE name IN ('gone/app', 'ann/app')", (past,)
     )
+    await db.execute("UPDATE gc_repository_review SET review_after = ?", (past,))
     owners = BeakerRepositoryOwners(db)
     report = await GarbageCollector(
         db, tmp_path, GcPolicy(grace_seconds=30), owners=owners
