@@ -31,6 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from storage.blobstore import InsideDelete
 from storage.database import Connection, Database, Row
 
 _UNTAGGED_KEPT = "untagged_manifests_kept"
@@ -112,28 +113,35 @@ class Review:
         )
 
     async def delete_blobs(
-        self, conn: Connection, digests: Sequence[str], candidates: Iterable[str], cutoff: float
+        self,
+        conn: Connection,
+        digests: Sequence[str],
+        candidates: Sequence[str],
+        cutoff: float,
+        inside: InsideDelete,
     ) -> set[str]:
         """Inside the deleting transaction: decide `digests` again and delete the rows of the
-        `candidates` (those whose files are in trash/) still dead; returns them. The others
-        leave the queue or wait, by their verdict; a blob that died only since the batch was
-        read waits for the next pass, its file being still in place."""
+        `candidates` still dead whose bytes the store removed (`inside`); returns those. The
+        others leave the queue or wait, by their verdict; a blob that died only since the
+        batch was read waits for the next pass, its bytes not being set aside."""
         rows = await conn.execute_fetchall(
             _BLOBS + f" WHERE q.digest IN ({_marks(digests)}){self._claim}", list(digests)
         )
         verdicts = _blob_verdicts(rows, cutoff)
-        dead = set(verdicts.dead) & set(candidates)
-        gone = [(d,) for d in dead]
-        await conn.executemany("DELETE FROM repository_blobs WHERE digest = ?", gone)
-        await conn.executemany("DELETE FROM blobs WHERE digest = ?", gone)
+        dead = [d for d in candidates if d in verdicts.dead]
+        gone = await inside(conn, dead) if dead else set()
+        rows_gone = [(d,) for d in gone]
+        await conn.executemany("DELETE FROM repository_blobs WHERE digest = ?", rows_gone)
+        await conn.executemany("DELETE FROM blobs WHERE digest = ?", rows_gone)
         await conn.executemany(
-            "DELETE FROM gc_blob_review WHERE digest = ?", gone + [(d,) for d in verdicts.dropped]
+            "DELETE FROM gc_blob_review WHERE digest = ?",
+            rows_gone + [(d,) for d in verdicts.dropped],
         )
         await conn.executemany(
             "UPDATE gc_blob_review SET review_after = ? WHERE digest = ?",
             [(when, d) for d, when in verdicts.young.items()],
         )
-        return dead
+        return gone
 
     async def rows_left(self, conn: Connection, digests: Sequence[str]) -> set[str]:
         """Which of `digests` still have a blob row, inside the caller's transaction."""

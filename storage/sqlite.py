@@ -20,6 +20,7 @@ import aiosqlite
 from storage.database import (
     Connection,
     Database,
+    DatabaseUnavailable,
     Dialect,
     Migration,
     Params,
@@ -58,8 +59,12 @@ class SqliteDatabase(Database):
         return f"sqlite:///{self.path}"
 
     async def open(self) -> None:
-        self._writer = await self._connect()
-        self._reader = await self._connect()
+        try:
+            self._writer = await self._connect()
+            self._reader = await self._connect()
+        except sqlite3.Error as e:
+            await self.close()
+            raise DatabaseUnavailable(f"cannot open the database {self.path}: {e}") from None
         await self._writer.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
