@@ -6,10 +6,12 @@ import asyncio
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from storage.database import Database, open_database
 from tests.backends.postgres import PostgresServer
 from tests.backends.seaweedfs import SeaweedFS
 
@@ -41,6 +43,17 @@ class Backend:
         for key, value in self.settings().items():
             flags += [f"--{key.replace('_', '-')}", str(value)]
         return flags
+
+    def database_args(self) -> list[str]:
+        """`--database` alone, for a test that looks at the data folder's files."""
+        return ["--database", self.settings()["database"]] if self.postgres is not None else []
+
+    async def open_database(self, data_dir: Path) -> Database:
+        """A new, empty, open database (not migrated): SQLite's in `data_dir`."""
+        url = await self.postgres.create_database() if self.postgres is not None else None
+        db = open_database(url, data_dir)
+        await db.open()
+        return db
 
 
 # For a test that looks into the data folder's files (S3's own tests are in tests/storage_s3).
