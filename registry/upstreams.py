@@ -96,5 +96,5 @@ class PullThroughOwners:
         cached = {name for name in names if name.split("/", 1)[0] in self.names}
         return cached | await self.inner.owned([n for n in names if n not in cached])
 
-    async def pins(self) -> list[tuple[str, str]]:
-        return await self.inner.pins()
+    async def pinned(self, manifests: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        return await self.inner.pinned(manifests)

@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import ValidationError
 
-from beakerd.app import DATABASE, SETTINGS, create_app, repository_owners
+from beakerd.app import BLOB_BACKEND, DATABASE, SETTINGS, create_app, repository_owners
 from beakerd.settings import Settings
 from registry.context import REGISTRY
 from registry.upstreams import Upstream
@@ -353,10 +353,10 @@ async def test_unused_entries_age_out_and_their_blobs_go_with_gc(
     app = cache.server.app
     ctx = app[REGISTRY]
     assert ctx.proxy is not None
-    db, settings = app[DATABASE], app[SETTINGS]
+    db, settings, blobs = app[DATABASE], app[SETTINGS], app[BLOB_BACKEND]
     collector = GarbageCollector(
-        db, settings.data_dir, GcPolicy(grace_seconds=0), ctx.changed,
-        repository_owners(db, settings),
+        db, blobs.root, GcPolicy(grace_seconds=0), ctx.changed,
+        repository_owners(db, settings), blobs.reclaimer,
     )  # fmt: skip
     # A collection keeps cached content like any other: the tag holds it.
     await collector.collect()
@@ -482,19 +482,3 @@ async def test_pulling_a_tag_keeps_its_manifest_from_ageing_out(
     assert removed == 0
     assert (await cache.get("/v2/hub/used/tags/list")).status == 200
     assert await app[REGISTRY].repositories.resolve_tag("hub/used", "v1") is not None
-
-
-async def test_the_cache_fills_an_s3_blob_store_through_its_upload_path(
-    make_cache: MakeCache, upstream: ReferenceRegistry, upstream_client: Any, s3_store: str
-) -> None:
-    layer = os.urandom(7 << 20)  # more than one 5 MiB part
-    await push_image(upstream_client, "ons3", "v1", [layer])
-    cache = await make_cache(hub(upstream), blob_store=s3_store)
-    await cache.get("/v2/hub/ons3/manifests/v1", headers={"Accept": OCI_MANIFEST})
-
-    streamed = await cache.get(f"/v2/hub/ons3/blobs/{digest_of(layer)}")
-    stored = await cache.get(f"/v2/hub/ons3/blobs/{digest_of(layer)}")
-
-    assert await streamed.read() == layer
-    assert await stored.read() == layer
-    assert await wait_for_log(upstream, "GET", f"/blobs/{digest_of(layer)}") == 1
