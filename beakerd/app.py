@@ -15,6 +15,8 @@ from metadata.context import METADATA
 from metadata.owners import BeakerRepositoryOwners
 from metadata.routes import add_routes as add_metadata_routes
 from metadata.startup import open_metadata
+from metadata.web import add_routes as add_web_routes
+from metadata.web.visits import WebSettings
 from registry.auth import AUTH_POLICY, AUTHORITY, AuthPolicy, registry_auth
 from registry.bodies import BODY_READ_TIMEOUT
 from registry.context import REGISTRY, RegistryContext
@@ -54,6 +56,13 @@ def create_app(settings: Settings) -> web.Application:
     )
     add_registry_routes(app)
     add_metadata_routes(app)
+    add_web_routes(
+        app,
+        WebSettings(
+            session_ttl_seconds=settings.web_session_ttl_seconds,
+            secure_cookies=settings.tls_enabled,
+        ),
+    )
     app.cleanup_ctx.append(_storage)
     # After _storage: it serves app[METADATA].
     app.cleanup_ctx.append(grpc_server.grpc_context(settings))
@@ -89,7 +98,6 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         bootstrap_account=settings.bootstrap_account,
         token_ttl_seconds=settings.token_ttl_seconds,
         scheme=settings.url_scheme,
-        pages_show_private=settings.loopback_only,
         rpc_address=settings.rpc_address,
         ca_file=root / "tls" / "ca.crt" if settings.tls_auto else None,
     )

@@ -71,6 +71,13 @@ class Settings(BaseSettings):
         description="Lifetime of registry tokens and of an image's push credentials (never"
         " longer than the API token behind them).",
     )
+    web_session_ttl_seconds: int = Field(
+        default=7 * 86400,
+        ge=60,
+        le=90 * 86400,
+        description="How long a sign-in to the web pages lasts (never longer than the API"
+        " token signed in with; signing out or revoking the token ends it at once).",
+    )
     gc_interval_seconds: float = Field(
         default=3600.0,
         ge=0,

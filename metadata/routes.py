@@ -13,7 +13,6 @@ from typing import cast, get_args
 
 from aiohttp import web
 
-from metadata import pages
 from metadata.accounts import (
     DEFAULT_WORKSPACE,
     get_account,
@@ -31,16 +30,13 @@ from metadata.http import (
     json_response,
     page_size,
 )
+from metadata.image_search import Filter, SearchField, Sort, search_images
 from metadata.images import (
-    Filter,
-    SearchField,
-    Sort,
     SortField,
     commit_image,
     create_image,
     delete_image,
     list_images,
-    search_images,
     update_image,
 )
 from metadata.models import (
@@ -416,9 +412,8 @@ def build_router() -> Router:
 
 
 def add_routes(app: web.Application) -> None:
-    """Mount /api/v3 (routed on the raw path, see metadata/http.py) and the web pages."""
+    """Mount /api/v3 (routed on the raw path, see metadata/http.py)."""
     router = build_router()
     app.router.add_route("*", API_PREFIX, router.dispatch)
     # [\s\S], not `.`: a newline in a ref must reach the router and get a JSON 404.
     app.router.add_route("*", API_PREFIX + "/{tail:[\\s\\S]*}", router.dispatch)
-    pages.add_routes(app)

@@ -53,6 +53,23 @@ class BlobStore:
             return None
         return stat.st_size
 
+    async def read_small(self, digest: Digest, max_bytes: int) -> bytes | None:
+        """A whole small blob (an image config) in memory, read off the event loop.
+
+        None when it is not stored or is larger than `max_bytes`. The bytes are not hashed
+        again: files only ever appear complete and verified, and scrub checks them later.
+        """
+        return await asyncio.to_thread(self._read_small, self.path(digest), max_bytes)
+
+    @staticmethod
+    def _read_small(path: Path, max_bytes: int) -> bytes | None:
+        try:
+            with open(path, "rb") as file:
+                data = file.read(max_bytes + 1)
+        except FileNotFoundError:
+            return None
+        return data if len(data) <= max_bytes else None
+
     async def quarantine(self, digest: Digest, read: FileIdentity) -> Path | None:
         """Move the corrupt file `read` out of the store; its new path, None if it was gone."""
         return await asyncio.to_thread(self._quarantine, digest, read)
