@@ -111,9 +111,10 @@ class Visit:
         return self.render("error.html", status=status, title=heading, message=message)
 
 
-def see_other(location: str) -> web.HTTPSeeOther:
-    """The answer to a POST that worked: the browser loads `location` with a GET."""
-    return web.HTTPSeeOther(location, headers={"Cache-Control": "no-store"})
+def see_other(location: str) -> web.Response:
+    """The answer to a POST that worked (or a page that needs sign-in): the browser loads
+    `location` with a GET."""
+    return web.Response(status=303, headers={"Location": location, "Cache-Control": "no-store"})
 
 
 def local_target(path: str) -> str:
@@ -147,10 +148,9 @@ def page(view: View) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         except MetadataError as e:
             response = visit.error(e.status, e.message)
         except web.HTTPException as e:
-            if e.status >= 400:
-                response = visit.error(e.status, e.reason)
-            else:
-                response = e
+            if e.status < 400:
+                raise
+            response = visit.error(e.status, e.reason)
         except ConnectionError:
             raise  # the visitor went away
         except Exception:
