@@ -2,11 +2,12 @@
 environment, labels, ports, ...), the build history matched to its layers, and the layers.
 
 Everything is read from what the registry stores, through its public functions: manifests from
-the database (RegistryContext.manifest, itself cached) and config blobs from the blob store
-(`read_small`). Content under a digest never changes, so what is parsed is cached by digest
-(configs by config digest, platform lists by manifest digest) and is always valid; the cache is
-bounded, and a miss costs one read. Referrers (signatures, SBOMs, attestations) can be added to
-a repository later, so they are asked for on every view (one indexed query).
+the database (RegistryContext.manifest, itself cached) and config blobs through the blob
+store's `read` (files or S3 alike). Content under a digest never changes, so what is parsed is
+cached by digest (configs by config digest, platform lists by manifest digest) and is always
+valid; the cache is bounded, and a miss costs one read. Referrers (signatures, SBOMs,
+attestations) can be added to a repository later, so they are asked for on every view (one
+indexed query).
 
 Documents are untrusted: anything malformed, missing or oversized is shown as absent, never an
 error.
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from registry.context import RegistryContext
+from storage.blobstore import BlobMissing
 from storage.digests import Digest, InvalidDigest
 from storage.repositories import ReferrerRecord
 
@@ -173,7 +175,8 @@ class ContentsReader:
         )
         config_digest = config_digest if isinstance(config_digest, str) else None
         config_size = _dict(config_descriptor).get("size")
-        config = await self._config(config_digest) if config_digest else None
+        config_size = config_size if isinstance(config_size, int) else 0
+        config = await self._config(config_digest, config_size) if config_digest else None
         platform = _dict(descriptor.get("platform"))
         annotations = _dict(descriptor.get("annotations"))
         return Platform(
@@ -184,13 +187,13 @@ class ContentsReader:
             variant=_str(platform.get("variant")) or (config.variant if config else ""),
             attestation=annotations.get("vnd.docker.reference.type") == ATTESTATION,
             config_digest=config_digest,
-            config_size=config_size if isinstance(config_size, int) else 0,
+            config_size=config_size,
             config=config,
             layers=layers,
             history=_history(config, layers),
         )
 
-    async def _config(self, digest: str) -> ImageConfig | None:
+    async def _config(self, digest: str, size: int) -> ImageConfig | None:
         cached = self._configs.get(digest)
         if cached is not None:
             return cached
@@ -198,10 +201,15 @@ class ContentsReader:
             parsed_digest = Digest.parse(digest)
         except InvalidDigest:
             return None
-        raw = await self.registry.blobs.read_small(parsed_digest, MAX_CONFIG_BYTES)
-        if raw is None:
+        if not 0 < size <= MAX_CONFIG_BYTES:
             return None
-        config = _image_config(_json_object(raw))
+        chunks = []
+        try:
+            async for chunk in self.registry.blobs.read(parsed_digest, 0, size):
+                chunks.append(chunk)
+        except BlobMissing:
+            return None
+        config = _image_config(_json_object(b"".join(chunks)))
         self._configs.put(digest, config)
         return config
 
