@@ -138,6 +138,8 @@ def page(view: View) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         session = await find_session(ctx.db, cookie) if cookie else None
         visit = Visit(request, ctx, request.app[WEB], session)
         try:
+            if _has_nul(request.path, *request.query.values()):
+                return visit.error(400, "the address holds a NUL character")
             if request.method == "POST":
                 refusal = await _read_form(visit)
                 if refusal is not None:
@@ -176,6 +178,8 @@ async def _read_form(visit: Visit) -> web.Response | None:
         return visit.error(413, f"the form exceeds {request.client_max_size} bytes")
     except (ValueError, web.RequestPayloadError, UnicodeDecodeError):
         return visit.error(400, "the form could not be read")
+    if _has_nul(*(v for v in visit.form.values() if isinstance(v, str))):
+        return visit.error(400, "the form holds a NUL character, which no field may hold")
     signin_cookie = request.cookies.get(csrf.SIGNIN_COOKIE)
     if not csrf.is_valid(visit.field(csrf.FIELD), visit.session, signin_cookie):
         return visit.error(
@@ -183,3 +187,8 @@ async def _read_form(visit: Visit) -> web.Response | None:
             " and send it again",
         )  # fmt: skip
     return None
+
+
+def _has_nul(*texts: str) -> bool:
+    """NUL is in no name or text, and PostgreSQL refuses it in any string: refuse it first."""
+    return any("\x00" in text for text in texts)

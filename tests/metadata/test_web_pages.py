@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import re
 
-from aiohttp import web
-
 from metadata.web.listing import PAGE_SIZE
 from metadata.web.render import CSP
 from tests.metadata.helpers import Api
@@ -200,14 +198,5 @@ async def test_bad_query_values_give_pages_not_errors(api: Api) -> None:
     for path in ("/?page=-1", "/?page=99999999999", "/?page=%F0", "/?q=%00", "/workspaces?page=x",
                  "/?sort=%3Cscript%3E", "/registry/..%2F..", "/im/%2E%2E"):  # fmt: skip
         status, text = await browser.get(path)
-        assert status in {200, 303, 404}, (path, status)
+        assert status in {200, 400, 404}, (path, status)
         assert "Traceback" not in text
-
-
-def test_the_web_routes_are_mounted_once() -> None:
-    from beakerd.app import create_app
-    from beakerd.settings import Settings
-
-    app: web.Application = create_app(Settings(data_dir="/nonexistent"))
-    paths = [r.resource.canonical for r in app.router.routes() if r.resource is not None]
-    assert paths.count("/") == 1 and "/im/{image_id}" in paths
