@@ -200,3 +200,32 @@ async def test_bad_query_values_give_pages_not_errors(api: Api) -> None:
         status, text = await browser.get(path)
         assert status in {200, 400, 404}, (path, status)
         assert "Traceback" not in text
+
+
+XSS = "<script>alert(1)</script><img src=x onerror=alert(2)>\"'><svg onload=alert(3)>"
+
+
+async def test_html_in_every_field_and_the_narrative_comes_out_as_text(api: Api) -> None:
+    spec = {"name": "xss", "org": "tester", "public": True, "description": XSS}
+    await api.ok("POST", "/workspaces", json_body=spec)
+    image = await committed_image(
+        api, "xss", workspace="tester/xss", description=XSS, marker=XSS,
+        narrative=f"{XSS}\n\n[link](javascript:alert(4)) <a href='javascript:alert(5)'>x</a>",
+    )  # fmt: skip
+    await api.db.execute("UPDATE accounts SET display_name = ? WHERE name = 'tester'", (XSS,))
+    browser = Browser(api.client)
+    pages = [
+        await browser.page(f"/im/{image['id']}"), await browser.page("/?q=" + XSS),
+        await browser.page("/workspaces"), await browser.page("/ws/tester/xss"),
+        await browser.page("/accounts/tester"),
+    ]  # fmt: skip
+    await browser.sign_in(api.token)
+    pages += [await browser.page(f"/im/{image['id']}/edit"), await browser.page("/")]
+    for page in pages:
+        assert "<script>" not in page and "<img" not in page and "<svg" not in page
+        assert "onerror=" not in page.replace("onerror=alert(2)&gt;", "")
+        assert 'href="javascript:' not in page
+        assert page.count("<script") == 1  # beakerd's own, from /static
+    image_page = pages[0]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in image_page
+    assert "GREETING=hello&lt;script&gt;" in image_page  # the config's env, escaped
