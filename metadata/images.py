@@ -199,10 +199,23 @@ async def list_images(
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     direction = "DESC" if descending else "ASC"
     order = f" ORDER BY {_ORDER_COLUMNS[field].format(direction)}, i.id {direction}"
-    rows = await db.fetchall(
-        SELECT_IMAGE + where + order + " LIMIT ? OFFSET ?", (*params, limit, offset)
-    )
-    return [image_from_row(row) for row in rows]
+    # Two steps: the page's IDs from a narrow sort (the full rows, narratives and all, would
+    # be carried through the sort of every match), then those rows.
+    ids = await db.fetchall(
+        "SELECT i.id FROM images i JOIN accounts ia ON ia.id = i.author_id"
+        " JOIN workspaces w ON w.id = i.workspace_id"
+        " JOIN organizations o ON o.id = w.organization_id"
+        + where + order + " LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    )  # fmt: skip
+    page = [str(row[0]) for row in ids]
+    if not page:
+        return []
+    marks = ",".join("?" * len(page))
+    rows = await db.fetchall(SELECT_IMAGE + f" WHERE i.id IN ({marks})", page)
+    found = {row["id"]: image_from_row(row) for row in rows}
+    # A row deleted between the two reads is left out.
+    return [found[image_id] for image_id in page if image_id in found]
 
 
 async def update_image(

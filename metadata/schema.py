@@ -89,8 +89,8 @@ MIGRATIONS: list[str] = [
     """,
     # Web sessions (metadata/web_sessions.py): the cookie holds a random ID, the row only its
     # sha256. A session lives no longer than the API token it was signed in with (joined on
-    # every look-up), so revoking the token ends it. images_created serves the home page's
-    # newest-first list; narrative_html is cleared so the first view renders it again with
+    # every look-up), so revoking the token ends it. The images_* indexes serve the web lists'
+    # orders; narrative_html is cleared so the first view renders it again with
     # tables and task lists (metadata/narratives.py).
     """
     CREATE TABLE web_sessions (
@@ -103,7 +103,9 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX web_sessions_token ON web_sessions (token_id);
     CREATE INDEX web_sessions_expires ON web_sessions (expires);
-    CREATE INDEX images_created ON images (created);
+    CREATE INDEX images_created ON images (created, id);
+    CREATE INDEX images_name_order ON images (coalesce(name, ''), id);
+    CREATE INDEX images_size_order ON images (coalesce(size, -1), id);
     UPDATE images SET narrative_html = NULL WHERE narrative_html IS NOT NULL
     """,
 ]

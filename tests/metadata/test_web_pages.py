@@ -229,3 +229,7 @@ async def test_html_in_every_field_and_the_narrative_comes_out_as_text(api: Api)
     image_page = pages[0]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in image_page
     assert "GREETING=hello&lt;script&gt;" in image_page  # the config's env, escaped
+
+
+async def test_an_empty_home_page_says_how_to_create_an_image(api: Api) -> None:
+    assert "beaker image create" in await Browser(api.client).page("/")
