@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from beakerd import grpc_server, health, metrics
+from beakerd import grpc_server, health, metrics, webhooks
 from beakerd.disconnects import client_disconnects
+from beakerd.policy_config import outbox_of, policies_of
 from beakerd.settings import Settings
 from metadata.authority import BeakerAuthority
 from metadata.context import METADATA
@@ -25,7 +26,10 @@ from storage.blobs import BlobStore
 from storage.database import Database, open_database
 from storage.gc import GarbageCollector, GcPolicy, run_periodically
 from storage.generation import Generation
+from storage.quotas import Quotas
 from storage.repositories import Repositories
+from storage.retention import Retention
+from storage.retention import run_periodically as retain_periodically
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
 from storage.scrub import Scrubber
 from storage.scrub import run_periodically as scrub_periodically
@@ -73,9 +77,15 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     await db.open()
     await db.migrate("storage", STORAGE_MIGRATIONS)
     generation = Generation(root / "generation")
-    repositories = Repositories(db)
+    owners = BeakerRepositoryOwners(db, settings.quota_bytes)
+    quotas = Quotas(db, owners)
+    policies = policies_of(db, settings)
+    outbox = outbox_of(db, settings)
+    repositories = Repositories(db, policies=policies, quotas=quotas, events=outbox)
     blobs = BlobStore(root / "blobs")
     app[DATABASE] = db
+    app[metrics.QUOTAS] = quotas
+    app[metrics.OUTBOX] = outbox
     app[REGISTRY] = RegistryContext(
         repositories=repositories,
         blobs=blobs,
@@ -95,9 +105,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     )
     if AUTHORITY not in app:  # tests may bring their own
         app[AUTHORITY] = BeakerAuthority(db)
-    collector = GarbageCollector(
-        db, root, gc_policy(settings), generation.bump, BeakerRepositoryOwners(db)
-    )
+    collector = GarbageCollector(db, root, gc_policy(settings), generation.bump, owners)
     gc_task = (
         asyncio.create_task(
             run_periodically(collector, settings.gc_interval_seconds, metrics.record_gc)
@@ -113,8 +121,19 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         if settings.scrub_rate_bytes_per_second > 0 and settings.scrub_interval_seconds > 0
         else None
     )
-    yield
-    for task in (gc_task, scrub_task):
+    retention = Retention(db, policies, outbox, generation.bump)
+    retention_task = (
+        asyncio.create_task(
+            retain_periodically(
+                retention, settings.retention_interval_seconds, metrics.record_retention
+            )
+        )
+        if settings.retention_interval_seconds > 0
+        else None
+    )
+    async with webhooks.delivering(outbox, settings.webhook_timeout_seconds):
+        yield
+    for task in (gc_task, scrub_task, retention_task):
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

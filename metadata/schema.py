@@ -87,4 +87,8 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE images ADD COLUMN narrative_html TEXT
     """,
+    # An account's storage quota in bytes (`beakerd account quota`); NULL: the server's default.
+    """
+    ALTER TABLE accounts ADD COLUMN quota_bytes INTEGER
+    """,
 ]

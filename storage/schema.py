@@ -83,4 +83,32 @@ MIGRATIONS: list[str] = [
     CREATE INDEX uploads_updated_at ON uploads (updated_at);
     CREATE INDEX blobs_created_at ON blobs (created_at)
     """,
+    # Policies stored by `beakerd policy set` (storage/policies.py), the webhook outbox and
+    # its drop counters (storage/outbox.py), and the index retention and immutable-tag checks
+    # use to find the tags of a manifest.
+    """
+    CREATE TABLE repository_policies (
+        repositories TEXT PRIMARY KEY,
+        policy TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE webhook_outbox (
+        id INTEGER PRIMARY KEY,
+        endpoint TEXT NOT NULL,
+        event TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        last_error TEXT
+    );
+    CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at, id);
+
+    CREATE TABLE webhook_counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE INDEX tags_digest ON tags (repository_id, digest)
+    """,
 ]
