@@ -58,9 +58,18 @@ async def make_client(
             login = aiohttp.encode_basic_auth(ADMIN, config["user_token"])
             client = TestClient(server, headers={"Authorization": login})
             await stack.enter_async_context(client)
+            _TOKENS[id(client)] = config["user_token"]
             return client
 
         yield make
+
+
+_TOKENS: dict[int, str] = {}
+
+
+def api_headers(client: Client) -> dict[str, str]:
+    """What /api/v3 takes: the admin's token as a Bearer."""
+    return {"Authorization": f"Bearer {_TOKENS[id(client)]}"}
 
 
 def database(client: Client) -> Database:
