@@ -189,20 +189,23 @@ ORDER BY ranked.repository, ranked.name
 """
 
 # Manifests of writable covered repositories created before the cutoff that nothing live holds.
-# `live` starts from the tags and the manifests newer than the cutoff, and follows index
-# entries and referrers within a repository, as garbage collection's does (storage/gc.py).
+# `live` starts from the tags and the manifests newer than the cutoff, and follows `edges`
+# (index to entry, subject to referrer) within a repository. The one recursive reference comes
+# last, as PostgreSQL requires.
 _UNTAGGED = """
 WITH RECURSIVE covered (id, name) AS (
     SELECT id, name FROM repositories r WHERE r.immutable = 0 AND {repos}
+), edges (repository_id, parent, child) AS (
+    SELECT mr.repository_id, mr.manifest_digest, mr.child_digest FROM manifest_references mr
+        JOIN covered c ON c.id = mr.repository_id WHERE mr.child_is_manifest = 1
+    UNION ALL SELECT m.repository_id, m.subject, m.digest FROM manifests m
+        JOIN covered c ON c.id = m.repository_id WHERE m.subject IS NOT NULL
 ), live (repository_id, digest) AS (
     SELECT t.repository_id, t.digest FROM tags t JOIN covered c ON c.id = t.repository_id
     UNION SELECT m.repository_id, m.digest FROM manifests m
         JOIN covered c ON c.id = m.repository_id WHERE m.created_at >= ?
-    UNION SELECT mr.repository_id, mr.child_digest FROM manifest_references mr
-        JOIN live l ON l.repository_id = mr.repository_id AND l.digest = mr.manifest_digest
-        WHERE mr.child_is_manifest = 1
-    UNION SELECT m.repository_id, m.digest FROM manifests m
-        JOIN live l ON l.repository_id = m.repository_id AND m.subject = l.digest
+    UNION SELECT e.repository_id, e.child FROM edges e
+        JOIN live l ON l.repository_id = e.repository_id AND l.digest = e.parent
 )
 SELECT m.repository_id, c.name, m.digest FROM manifests m JOIN covered c ON c.id = m.repository_id
 WHERE m.created_at < ? AND NOT EXISTS (

@@ -30,9 +30,7 @@ async def test_a_protected_tag_is_pushed_once_then_refuses_to_move(
     assert await error_code(moved) == "DENIED"
     message = (await moved.json())["errors"][0]["message"]
     assert "tag v1 of tester/app is immutable" in message and "'v*'" in message
-    resolved = await client.get(
-        "/v2/tester/app/manifests/v1", headers={"Accept": OCI_MANIFEST}
-    )
+    resolved = await client.get("/v2/tester/app/manifests/v1", headers={"Accept": OCI_MANIFEST})
     assert resolved.headers["Docker-Content-Digest"] == first != other
 
 
