@@ -1,4 +1,4 @@
-"""Webhooks: events from a durable outbox, signed, delivered at least once, never in a push's way."""
+"""Webhooks: events from a durable outbox, signed, delivered at least once, never in the way."""
 
 from __future__ import annotations
 
