@@ -22,7 +22,7 @@ from registry.context import REGISTRY, RegistryContext
 from registry.middleware import registry_errors
 from registry.routes import add_routes as add_registry_routes
 from registry.tokens import TOKENS, TokenIssuer, load_or_create_key
-from storage.blobs import BlobStore
+from storage.blobstore.backend import BlobBackend, open_blob_store
 from storage.database import Database, open_database
 from storage.gc import GarbageCollector, GcPolicy, run_periodically
 from storage.generation import Generation
@@ -33,9 +33,9 @@ from storage.retention import run_periodically as retain_periodically
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
 from storage.scrub import Scrubber
 from storage.scrub import run_periodically as scrub_periodically
-from storage.uploads import UploadSessions
 
 DATABASE = web.AppKey("database", Database)
+BLOB_BACKEND = web.AppKey("blob_backend", BlobBackend)
 # The `service` of registry tokens: their audience, echoed by clients from our challenges.
 REGISTRY_SERVICE = "beakerd"
 
@@ -70,26 +70,50 @@ def create_app(settings: Settings) -> web.Application:
 async def _storage(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     root = settings.data_dir
-    for folder in (root, root / "blobs", root / "uploads"):
-        folder.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     app[TOKENS] = TokenIssuer(load_or_create_key(root / "keys" / "registry.pem"), REGISTRY_SERVICE)
     db = open_database(settings.database, root, settings.database_connect_timeout_seconds)
     await db.open()
-    await db.migrate("storage", STORAGE_MIGRATIONS)
+    try:
+        await db.migrate("storage", STORAGE_MIGRATIONS)
+        quotas = Quotas(db, BeakerRepositoryOwners(db, settings.quota_bytes))
+        repositories = Repositories(
+            db,
+            policies=policies_of(db, settings),
+            quotas=quotas,
+            events=outbox_of(db, settings),
+        )
+        async with open_blob_store(
+            settings.blob_location,
+            db,
+            repositories,
+            lock_root=root,
+            s3_endpoint=settings.s3_endpoint,
+            redirect=settings.blob_redirect,
+        ) as backend:
+            async for _ in _serving(app, db, repositories, backend):
+                yield
+    finally:
+        await db.close()
+
+
+async def _serving(
+    app: web.Application, db: Database, repositories: Repositories, backend: BlobBackend
+) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    root = settings.data_dir
     generation = Generation(root / "generation")
     owners = BeakerRepositoryOwners(db, settings.quota_bytes)
-    quotas = Quotas(db, owners)
-    policies = policies_of(db, settings)
-    outbox = outbox_of(db, settings)
-    repositories = Repositories(db, policies=policies, quotas=quotas, events=outbox)
-    blobs = BlobStore(root / "blobs")
+    outbox = repositories.events
     app[DATABASE] = db
-    app[metrics.QUOTAS] = quotas
+    app[BLOB_BACKEND] = backend
+    if repositories.quotas is not None:
+        app[metrics.QUOTAS] = repositories.quotas
     app[metrics.OUTBOX] = outbox
     app[REGISTRY] = RegistryContext(
         repositories=repositories,
-        blobs=blobs,
-        uploads=UploadSessions(db, root / "uploads", blobs, repositories),
+        blobs=backend.reader,
+        uploads=backend.uploads,
         generation=generation,
     )
     app[METADATA] = await open_metadata(
@@ -105,7 +129,14 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     )
     if AUTHORITY not in app:  # tests may bring their own
         app[AUTHORITY] = BeakerAuthority(db)
-    collector = GarbageCollector(db, root, gc_policy(settings), generation.bump, owners)
+    collector = GarbageCollector(
+        db,
+        backend.root,
+        gc_policy(settings),
+        generation.bump,
+        owners,
+        backend.reclaimer,
+    )
     gc_task = (
         asyncio.create_task(
             run_periodically(collector, settings.gc_interval_seconds, metrics.record_gc)
@@ -113,15 +144,17 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         if settings.gc_interval_seconds > 0
         else None
     )
-    scrubber = Scrubber(db, root, settings.scrub_rate_bytes_per_second)
+    scrubber = Scrubber(db, backend.root, settings.scrub_rate_bytes_per_second)
     scrub_task = (
         asyncio.create_task(
             scrub_periodically(scrubber, settings.scrub_interval_seconds, metrics.record_scrub)
         )
-        if settings.scrub_rate_bytes_per_second > 0 and settings.scrub_interval_seconds > 0
+        if backend.scrubbable
+        and settings.scrub_rate_bytes_per_second > 0
+        and settings.scrub_interval_seconds > 0
         else None
     )
-    retention = Retention(db, policies, outbox, generation.bump)
+    retention = Retention(db, repositories.policies, outbox, generation.bump)
     retention_task = (
         asyncio.create_task(
             retain_periodically(
@@ -131,14 +164,16 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         if settings.retention_interval_seconds > 0
         else None
     )
-    async with webhooks.delivering(outbox, settings.webhook_timeout_seconds):
-        yield
-    for task in (gc_task, scrub_task, retention_task):
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    generation.close()
-    await db.close()
+    try:
+        async with webhooks.delivering(outbox, settings.webhook_timeout_seconds):
+            yield
+    finally:
+        for task in (gc_task, scrub_task, retention_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        scrubber.close()
+        generation.close()
 
 
 def gc_policy(settings: Settings) -> GcPolicy:
