@@ -69,7 +69,11 @@ _TOKENS: dict[int, str] = {}
 
 def api_headers(client: Client) -> dict[str, str]:
     """What /api/v3 takes: the admin's token as a Bearer."""
-    return {"Authorization": f"Bearer {_TOKENS[id(client)]}"}
+    return {"Authorization": f"Bearer {token(client)}"}
+
+
+def token(client: Client) -> str:
+    return _TOKENS[id(client)]
 
 
 def database(client: Client) -> Database:

@@ -18,7 +18,8 @@ from beakerd.webhooks import SIGNATURE_HEADER
 from storage.database import Database, open_database
 from storage.outbox import Endpoint, Outbox
 from storage.schema import MIGRATIONS
-from tests.policy.conftest import MakeClient
+from tests.metadata.helpers import Api, push_latest, repository_of
+from tests.policy.conftest import MakeClient, token
 from tests.registry.helpers import push_blob, push_image
 
 SECRET = "s3cr3t"
@@ -86,6 +87,25 @@ async def test_a_push_is_delivered_as_signed_json(
     assert (await client.delete("/v2/tester/app/manifests/v1")).status == 202
     _, event = await receiver.next()
     assert (event["event"], event["tag"]) == ("delete", "v1")
+
+
+async def test_an_image_commit_is_an_event_and_its_bytes_count_against_its_author(
+    make_client: MakeClient, receiver: Receiver
+) -> None:
+    client = await make_client(quota_bytes="1M", webhooks=hooks(receiver, "image_commit"))
+    api = Api(client, token(client))
+    image = await api.create_image("hooked")
+    digest, size = await push_latest(client, repository_of(image), [b"layer"], api.admin_basic)
+    await api.ok("PATCH", f"/images/{image['id']}", json_body={"commit": True})
+    _, event = await receiver.next()
+    assert (event["event"], event["image"], event["author"], event["digest"]) == (
+        "image_commit",
+        image["id"],
+        "tester",
+        digest,
+    )
+    storage = await api.ok("GET", "/user/storage")
+    assert storage["usedBytes"] == size
 
 
 async def test_a_quota_refusal_is_an_event(make_client: MakeClient, receiver: Receiver) -> None:
