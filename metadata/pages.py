@@ -115,7 +115,24 @@ async def index(request: web.Request) -> web.Response:
         links.append(f'<a href="/?page={page + 1}">Older images</a>')
     if links:
         body += "<p>" + " · ".join(links) + "</p>"
-    return _page("Beaker images", body)
+    return _page("Beaker images", body + await _storage_table(ctx))
+
+
+async def _storage_table(ctx: MetadataContext) -> str:
+    """Each account's storage against its quota, on a page only this machine sees."""
+    quotas = ctx.registry.repositories.quotas
+    if not ctx.pages_show_private or quotas is None:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(usage.account)}</td><td class=num>{_e(human_bytes(usage.used))}</td>"
+        f"<td class=num>{_e('unlimited' if usage.limit is None else human_bytes(usage.limit))}"
+        "</td></tr>"
+        for usage in await quotas.usages()
+    )
+    return (
+        "<h2>Storage</h2><table><thead><tr><th>Account</th><th class=num>Used</th>"
+        f"<th class=num>Quota</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
 async def image_page(request: web.Request) -> web.Response:

@@ -134,4 +134,8 @@ MIGRATIONS: list[Migration] = [
             ),
         ],
     ),
+    # An account's storage quota in bytes (`beakerd account quota`); NULL: the server's default.
+    """
+    ALTER TABLE accounts ADD COLUMN quota_bytes INTEGER
+    """,
 ]
