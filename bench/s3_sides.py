@@ -1,0 +1,115 @@
+"""The registries of the S3 benchmark, each started on a bucket of its own in the shared SeaweedFS.
+
+A side is started once per pull mode, on the same bucket (and, for beakerd, the same data
+folder), so that what one start pushed the next can pull:
+- stream: the registry reads the object and sends the bytes itself (the reference's
+  `redirect: disable`, beakerd's stream mode);
+- redirect: the registry answers 307 with a presigned URL into SeaweedFS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from bench.servers import start_beakerd, start_reference
+
+if TYPE_CHECKING:
+    from tests.backends.seaweedfs import SeaweedFS
+
+REFERENCE_BUCKET = "reference"
+BEAKERD_BUCKET = "beakerd"
+CLUSTER_BUCKET = "beakerd-cluster"
+# beakerd's setting for answering blob GETs on S3: a presigned redirect, or streaming the bytes.
+BEAKERD_REDIRECT_VARIABLE = "BEAKERD_S3_REDIRECT"
+
+
+class Served(Protocol):
+    """A running registry as the bench sees it: one process, or replicas behind a proxy."""
+
+    name: str
+    username: str | None
+    password: str | None
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def pids(self) -> list[int]: ...
+
+    def running(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+    def log_tail(self, lines: int = 30) -> str: ...
+
+
+@dataclass
+class Side:
+    """One registry under test: how to start it in a pull mode, and the bucket it writes."""
+
+    name: str
+    start: Callable[[bool], Served]  # redirect? → a running server
+    bucket: str | None  # None: not on S3 (beakerd's file store, to debug the harness)
+    storage: str  # for the report: where its blobs live
+
+
+def reference_side(workdir: Path, store: SeaweedFS) -> Side:
+    """Debian's docker-registry with its `s3` driver pointed at SeaweedFS (driver defaults
+    otherwise: 10 MiB multipart chunks)."""
+
+    def start(redirect: bool) -> Served:
+        s3 = {
+            "accesskey": store.access_key,
+            "secretkey": store.secret_key,
+            "region": store.region,
+            "regionendpoint": store.endpoint,
+            "bucket": REFERENCE_BUCKET,
+            "secure": False,
+            "v4auth": True,
+            "rootdirectory": "/",
+        }
+        storage: dict[str, object] = {"s3": s3, "redirect": {"disable": not redirect}}
+        folder = workdir / ("redirect" if redirect else "stream")
+        return start_reference(folder, storage, name="reference")
+
+    return Side("reference", start, REFERENCE_BUCKET, f"s3 driver, bucket {REFERENCE_BUCKET}")
+
+
+def beakerd_side(workdir: Path, store: SeaweedFS | None) -> Side:
+    """One `beakerd serve` on `s3://beakerd` (or on its data folder when `store` is None)."""
+
+    def start(redirect: bool) -> Served:
+        if store is None:
+            if redirect:
+                raise RuntimeError("a file store has no redirect to offer")
+            return start_beakerd(workdir, name="beakerd")
+        env = {**store.environment(), BEAKERD_REDIRECT_VARIABLE: "true" if redirect else "false"}
+        return start_beakerd(
+            workdir,
+            ["--blob-store", f"s3://{BEAKERD_BUCKET}"],
+            env,
+            name="beakerd",
+            unset_env=("AWS_CA_BUNDLE",),
+        )
+
+    if store is None:
+        return Side("beakerd", start, None, "file store (data folder)")
+    return Side("beakerd", start, BEAKERD_BUCKET, f"s3://{BEAKERD_BUCKET}")
+
+
+def cluster_side(workdir: Path, store: SeaweedFS) -> Side:
+    """Three beakerd replicas on one PostgreSQL and `s3://beakerd-cluster`, behind nginx."""
+
+    def start(redirect: bool) -> Served:
+        try:
+            from tests.backends import cluster  # noqa: F401
+        except ImportError as error:
+            raise RuntimeError(
+                "tests/backends/cluster.py (replicas behind nginx) is not merged yet"
+            ) from error
+        raise RuntimeError("the cluster launcher is not wired into this bench yet")
+
+    return Side("beakerd x3", start, CLUSTER_BUCKET, f"s3://{CLUSTER_BUCKET}, 3 replicas, nginx")
