@@ -69,7 +69,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     for folder in (root, root / "blobs", root / "uploads"):
         folder.mkdir(parents=True, exist_ok=True)
     app[TOKENS] = TokenIssuer(load_or_create_key(root / "keys" / "registry.pem"), REGISTRY_SERVICE)
-    db = open_database(settings.database, root)
+    db = open_database(settings.database, root, settings.database_connect_timeout_seconds)
     await db.open()
     await db.migrate("storage", STORAGE_MIGRATIONS)
     generation = Generation(root / "generation")

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
         description="`sqlite:///PATH` or `postgresql://USER:PASS@HOST:PORT/DB`, which replicas"
         " share (`--database`); unset: `beakerd.db` in the data folder.",
     )
+    database_connect_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="How long start-up waits for a PostgreSQL server that is not answering yet.",
+    )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     public_address: str | None = Field(
         default=None,

@@ -34,6 +34,10 @@ IntegrityError: tuple[type[Exception], ...] = (
 DatabaseError: tuple[type[Exception], ...] = (sqlite3.Error, asyncpg.PostgresError)
 
 
+class DatabaseUnavailable(Exception):
+    """The database cannot be opened; the message is one line for the operator."""
+
+
 class Row(Protocol):
     """A result row, read by column name or position (sqlite3.Row and asyncpg.Record both)."""
 
@@ -92,7 +96,7 @@ class Database(ABC):
         return self.dialect
 
 
-def open_database(url: str | None, data_dir: Path) -> Database:
+def open_database(url: str | None, data_dir: Path, connect_seconds: float = 30.0) -> Database:
     """The database a `--database` URL names (SQLite in the data folder when None)."""
     from storage.postgres import PostgresDatabase, is_postgres_url
     from storage.sqlite import SqliteDatabase, sqlite_path
@@ -100,5 +104,5 @@ def open_database(url: str | None, data_dir: Path) -> Database:
     if url is None:
         return SqliteDatabase(data_dir / "beakerd.db")
     if is_postgres_url(url):
-        return PostgresDatabase(url)
+        return PostgresDatabase(url, connect_seconds=connect_seconds)
     return SqliteDatabase(sqlite_path(url))

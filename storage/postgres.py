@@ -8,6 +8,8 @@ Reads take no lock and see the last committed state (READ COMMITTED).
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from storage.database import Connection, Database, Dialect, Params, Row
+from storage.database import Connection, Database, DatabaseUnavailable, Dialect, Params, Row
 from storage.dialects import postgres_ddl, postgres_query
 
 # Keys of pg_advisory_xact_lock: any fixed 64-bit numbers no other application on the
@@ -66,9 +68,10 @@ class _PostgresConnection:
 class PostgresDatabase(Database):
     dialect: Dialect = "postgresql"
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, connect_seconds: float = 30.0) -> None:
         self.url = url
         self._pool_size = pool_size
+        self._connect_seconds = connect_seconds
         self._pool: Any = None
 
     def describe(self) -> str:
@@ -78,9 +81,7 @@ class PostgresDatabase(Database):
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
     async def open(self) -> None:
-        self._pool = await asyncpg.create_pool(
-            self.url, min_size=1, max_size=self._pool_size, command_timeout=60
-        )
+        self._pool = await self._create_pool()
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
             await conn.execute(
@@ -88,6 +89,27 @@ class PostgresDatabase(Database):
                 " component TEXT PRIMARY KEY, version BIGINT NOT NULL)"
             )
             await conn.execute(_COMPATIBILITY)
+
+    async def _create_pool(self) -> Any:
+        """A pool, once the server answers: replicas may start before their database does."""
+        deadline = time.monotonic() + self._connect_seconds
+        delay = 0.1
+        while True:
+            try:
+                return await asyncpg.create_pool(
+                    self.url, min_size=1, max_size=self._pool_size, command_timeout=60
+                )
+            except (TimeoutError, OSError, asyncpg.CannotConnectNowError) as e:
+                if time.monotonic() + delay > deadline:
+                    raise self._unavailable(e) from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as e:
+                raise self._unavailable(e) from None  # wrong password, no such database...
+
+    def _unavailable(self, error: Exception) -> DatabaseUnavailable:
+        reason = str(error) or type(error).__name__
+        return DatabaseUnavailable(f"cannot open the database {self.describe()}: {reason}")
 
     async def close(self) -> None:
         if self._pool is not None:

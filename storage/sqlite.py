@@ -17,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiosqlite
 
-from storage.database import Connection, Database, Dialect, Params, Row
+from storage.database import Connection, Database, DatabaseUnavailable, Dialect, Params, Row
 
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -50,8 +50,12 @@ class SqliteDatabase(Database):
         return f"sqlite:///{self.path}"
 
     async def open(self) -> None:
-        self._writer = await self._connect()
-        self._reader = await self._connect()
+        try:
+            self._writer = await self._connect()
+            self._reader = await self._connect()
+        except sqlite3.Error as e:
+            await self.close()
+            raise DatabaseUnavailable(f"cannot open the database {self.path}: {e}") from None
         await self._writer.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"

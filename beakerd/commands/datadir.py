@@ -31,7 +31,9 @@ async def open_database(
     settings: Settings, extra_migrations: Sequence[tuple[str, list[str]]] = ()
 ) -> AsyncIterator[Database]:
     """The database, migrated like the server would (storage first, then `extra_migrations`)."""
-    db = storage_database(settings.database, settings.data_dir)
+    db = storage_database(
+        settings.database, settings.data_dir, settings.database_connect_timeout_seconds
+    )
     await db.open()
     try:
         await db.migrate("storage", STORAGE_MIGRATIONS)
