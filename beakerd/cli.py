@@ -21,6 +21,7 @@ _SETTINGS_FROM_ARGS = (
     "public_address",
     "data_dir",
     "database",
+    "blob_store",
     "log_level",
     "log_format",
     "workers",
@@ -59,6 +60,11 @@ class _Parser(argparse.ArgumentParser):
             default=argparse.SUPPRESS,
             help="sqlite:///PATH or postgresql://USER:PASS@HOST:PORT/DB"
             " (default: beakerd.db in the data folder)",
+        )
+        shared.add_argument(
+            "--blob-store",
+            default=argparse.SUPPRESS,
+            help="file:///PATH or s3://BUCKET[/PREFIX] (default: the data folder)",
         )
         shared.add_argument(
             "--log-level", default=argparse.SUPPRESS, help="debug, info, warning or error"

@@ -40,12 +40,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from storage.blobstore import BlobReclaimer, InsideDelete
+from storage.blobstore.filesystem import FileReclaimer
 from storage.database import Database, Dialect
 from storage.digests import Digest, InvalidDigest
 from storage.file_lock import exclusive
 from storage.orphans import RepositoryOwners, remove_orphans
 from storage.sizes import human_bytes
-from storage.trash import BlobFiles, list_files, unlink_counting
+from storage.trash import BlobFiles
 
 log = logging.getLogger("beakerd.gc")
 
@@ -160,12 +162,13 @@ class GarbageCollector:
         policy: GcPolicy,
         on_change: Callable[[], None] | None = None,
         owners: RepositoryOwners | None = None,
+        reclaimer: BlobReclaimer | None = None,
     ) -> None:
         self.db = db
         self.root = root
         self.policy = policy
-        self.files = BlobFiles(db, root)
-        self.uploads_root = root / "uploads"
+        # What removes bytes: by default the data folder's files (trash/ and uploads/).
+        self.reclaimer = reclaimer or FileReclaimer(db, BlobFiles(db, root), root / "uploads")
         # Called after a commit that removed manifests or blobs, so read caches drop them.
         self.on_change = on_change
         # Who holds repositories (the layers above storage know); without it no repository
@@ -178,7 +181,7 @@ class GarbageCollector:
         report = GcReport(dry_run=dry_run)
         async with gc_lock(self.root):
             if not dry_run:
-                report.orphan_files += await self.files.recover()
+                report.orphan_files += await self.reclaimer.recover()
             now = time.time()
             cutoff = now - self.policy.grace_seconds
             if self.owners is not None:
@@ -197,11 +200,11 @@ class GarbageCollector:
 
     async def recover(self) -> None:
         """Settle what an interrupted pass left in trash/, unless a collection is running."""
-        if not await self.files.anything_in_trash():
+        if not await self.reclaimer.has_leftovers():
             return
         with contextlib.suppress(GcBusy):
             async with gc_lock(self.root):
-                await self.files.recover()
+                await self.reclaimer.recover()
 
     async def _collect_repositories(
         self, owners: RepositoryOwners, report: GcReport, cutoff: float, dry_run: bool
@@ -252,94 +255,54 @@ class GarbageCollector:
             if not rows:
                 return
             last = str(rows[-1]["digest"])
-            digests = _parsed([str(row["digest"]) for row in rows])
-            if digests:
-                await self._remove_blobs(report, digests, cutoff)
+            sizes = _parsed({str(row["digest"]): int(row["size"]) for row in rows})
+            if sizes:
+                await self._remove_blobs(report, sizes, cutoff)
 
-    async def _remove_blobs(self, report: GcReport, digests: list[Digest], cutoff: float) -> None:
-        """Files into trash/, then the rows still unreferenced, then the files of those."""
-        tombs = await self.files.bury(digests)
-        try:
+    async def _remove_blobs(
+        self, report: GcReport, sizes: dict[Digest, int], cutoff: float
+    ) -> None:
+        """The store removes the bytes of exactly the rows this transaction deletes."""
+
+        async def delete_rows(inside: InsideDelete) -> set[str]:
             async with self.db.transaction() as conn:
                 # Checked again in the transaction that deletes: a manifest committed before
                 # it is seen, one committed after it finds the row gone (and its client pushes
                 # the blob again).
-                marks = ",".join("?" * len(digests))
+                marks = ",".join("?" * len(sizes))
                 dead = [
                     str(row[0])
                     for row in await conn.execute_fetchall(
                         _UNREFERENCED_BLOBS + f" AND b.digest IN ({marks})",
-                        (cutoff, cutoff, *map(str, digests)),
+                        (cutoff, cutoff, *map(str, sizes)),
                     )
                 ]
+                gone = await inside(conn, dead)
                 await conn.executemany(
-                    "DELETE FROM repository_blobs WHERE digest = ?", [(d,) for d in dead]
+                    "DELETE FROM repository_blobs WHERE digest = ?", [(d,) for d in gone]
                 )
-                await conn.executemany("DELETE FROM blobs WHERE digest = ?", [(d,) for d in dead])
-        except Exception:
-            # Nothing was deleted: every file goes back. (A cancellation leaves them to the
-            # next pass's recovery, which goes by the rows as they are then.)
-            await self.files.settle(tombs, ())
-            raise
-        if dead and self.on_change:
+                await conn.executemany("DELETE FROM blobs WHERE digest = ?", [(d,) for d in gone])
+            return gone
+
+        removed = await self.reclaimer.remove(sizes, delete_rows)
+        if removed.rows_deleted and self.on_change:
             self.on_change()
-        report.blob_bytes += await self.files.settle(tombs, set(dead))
-        report.blobs += len({str(t.digest) for t in tombs} & set(dead))
+        report.blob_bytes += removed.bytes
+        report.blobs += removed.blobs
 
     async def _collect_uploads(self, report: GcReport, expired: float, dry_run: bool) -> None:
-        rows = await self.db.fetchall(
-            "SELECT id, digest FROM uploads WHERE updated_at < ?", (expired,)
-        )
-        for row in rows:
-            path = self.uploads_root / str(row["id"])
-            report.uploads += 1
-            if dry_run:
-                report.upload_bytes += await asyncio.to_thread(_size_or_zero, path)
-                continue
-            # Files first, the row last: the row is what remembers them.
-            if row["digest"] and not await self.files.has_row(row["digest"]):
-                # The session died between linking its file into blobs/ and the row's commit.
-                with contextlib.suppress(InvalidDigest):
-                    if await self.files.remove(Digest.parse(row["digest"])) is not None:
-                        report.orphan_files += 1
-            report.upload_bytes += await asyncio.to_thread(unlink_counting, path)
-            await asyncio.to_thread(unlink_counting, path.with_name(path.name + ".unshared"))
-            await self.db.execute(
-                "DELETE FROM uploads WHERE id = ? AND updated_at < ?", (row["id"], expired)
-            )
-        # Files whose session row was never committed (a crash inside `create`), or is gone.
-        known = {str(row["id"]) for row in await self.db.fetchall("SELECT id FROM uploads")}
-        for path in await asyncio.to_thread(list_files, self.uploads_root):
-            upload_id = path.name.split(".", 1)[0]
-            if upload_id in known or await asyncio.to_thread(_mtime, path) >= expired:
-                continue
-            report.uploads += 1
-            if dry_run:
-                report.upload_bytes += await asyncio.to_thread(_size_or_zero, path)
-            else:
-                report.upload_bytes += await asyncio.to_thread(unlink_counting, path)
+        result = await self.reclaimer.expire_uploads(expired, dry_run)
+        report.uploads += result.uploads
+        report.upload_bytes += result.bytes
+        report.orphan_files += result.orphan_files
 
 
-def _parsed(digests: list[str]) -> list[Digest]:
-    parsed = []
-    for text in digests:
+def _parsed(sizes: dict[str, int]) -> dict[Digest, int]:
+    parsed = {}
+    for text, size in sizes.items():
         with contextlib.suppress(InvalidDigest):
-            parsed.append(Digest.parse(text))
+            parsed[Digest.parse(text)] = size
     return parsed
-
-
-def _size_or_zero(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _mtime(path: Path) -> float:
-    try:
-        return path.stat().st_mtime
-    except FileNotFoundError:
-        return time.time()
 
 
 async def run_periodically(

@@ -83,4 +83,14 @@ MIGRATIONS: list[str] = [
     CREATE INDEX uploads_updated_at ON uploads (updated_at);
     CREATE INDEX blobs_created_at ON blobs (created_at)
     """,
+    # S3 sessions (storage/blobstore/s3_uploads.py) keep all their state in the row, so the
+    # next chunk may land on any replica: the multipart upload, its parts as a JSON array of
+    # [number, etag, size], the bytes of the tail object not yet in a part, and the sha256
+    # state of every acknowledged byte (storage/sha256_state.py). Folder sessions leave them NULL.
+    """
+    ALTER TABLE uploads ADD COLUMN multipart_id TEXT;
+    ALTER TABLE uploads ADD COLUMN parts TEXT;
+    ALTER TABLE uploads ADD COLUMN tail INTEGER;
+    ALTER TABLE uploads ADD COLUMN hash_state BLOB
+    """,
 ]

@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from beakerd.settings import Settings
+from storage.blobstore.backend import BlobBackend, open_blob_store
 from storage.database import Database
 from storage.database import open_database as storage_database
 from storage.postgres import is_postgres_url
+from storage.repositories import Repositories
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
 from storage.sqlite import sqlite_path
 
@@ -42,3 +44,17 @@ async def open_database(
         yield db
     finally:
         await db.close()
+
+
+@asynccontextmanager
+async def open_blobs(settings: Settings, db: Database) -> AsyncIterator[BlobBackend]:
+    """The blob store the server uses, over `db`."""
+    async with open_blob_store(
+        settings.blob_location,
+        db,
+        Repositories(db),
+        lock_root=settings.data_dir,
+        s3_endpoint=settings.s3_endpoint,
+        redirect=settings.blob_redirect,
+    ) as backend:
+        yield backend
