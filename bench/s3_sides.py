@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 REFERENCE_BUCKET = "reference"
 BEAKERD_BUCKET = "beakerd"
 CLUSTER_BUCKET = "beakerd-cluster"
-# beakerd's setting for answering blob GETs on S3: a presigned redirect, or streaming the bytes.
-BEAKERD_REDIRECT_VARIABLE = "BEAKERD_S3_REDIRECT"
+# beakerd's setting `blob_redirect`: on S3, answer blob GETs with a presigned 307 or stream them.
+BEAKERD_REDIRECT_VARIABLE = "BEAKERD_BLOB_REDIRECT"
 
 
 class Served(Protocol):
