@@ -1,8 +1,8 @@
 """Side-by-side benchmark on one SeaweedFS: beakerd (one replica, and three behind nginx) against
 the CNCF reference registry (docker-registry's `s3` driver), each on a bucket of its own.
 
-    python -m bench.s3_bench            # 1 GiB blob, 3 runs each, wrk 10 s
-    python -m bench.s3_bench --quick    # 256 MiB blob, 3 runs each, wrk 5 s
+    python -m bench.s3_bench            # 1 GiB blob, 3 runs of pushes and wrk (10 s), 5 of pulls
+    python -m bench.s3_bench --quick    # 256 MiB blob, wrk 5 s
     python -m bench.s3_bench --sides beakerd,reference --beakerd-store file   # harness check
 
 Measured, for every side: blob push throughput (monolithic POST + PUT, and 16 MiB PATCH
@@ -261,14 +261,16 @@ MEASUREMENTS: dict[str, Callable[[SideBench], tuple[dict[str, float], str]]] = {
 }
 
 
-def run_phase(benches: list[SideBench], redirect: bool, keys: tuple[str, ...], runs: int) -> None:
+def run_phase(
+    benches: list[SideBench], redirect: bool, keys: tuple[str, ...], runs: dict[str, int]
+) -> None:
     """Start every side in one pull mode, run `keys` alternating sides run by run, stop them."""
     log(f"\n== {'redirect' if redirect else 'stream'} mode")
     started = [bench for bench in benches if bench.start(redirect)]
     try:
         for key in keys:
             log(f"\n-- {key}")
-            for run in range(1, runs + 1):
+            for run in range(1, runs[key] + 1):
                 order = started if run % 2 else list(reversed(started))
                 for bench in order:
                     bench.run_once(key, run)
@@ -300,7 +302,8 @@ def header(
             "- Storage: " + "; ".join(f"{s.name}: {s.storage}" for s in sides) + ".",
             f"- Blob: {args.blob_mib} MiB of random data, a different blob for every push run;"
             " `sync` before each timed push or pull. MB = 10^6 bytes.",
-            f"- {args.runs} runs per measurement, alternating between the sides (all run side by"
+            f"- {args.runs} runs of each push and wrk measurement, {args.pull_runs} of each pull"
+            " (seconds each), alternating between the sides (all run side by"
             " side on loopback, one under load at a time); the table gives the median run."
             " CPU: utime+stime (children included) of the registry's processes and of"
             " `weed server`, read before and after each push once both had gone quiet.",
@@ -335,7 +338,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="s3",
         help="file: one beakerd on its data folder, to check the harness",
     )
-    parser.add_argument("--runs", type=int, default=3, help="runs per measurement (default 3)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of pushes and wrk (default 3)")
+    parser.add_argument("--pull-runs", type=int, default=5, help="runs of each pull (default 5)")
     parser.add_argument("--blob-mib", type=int, help="blob size in MiB (default 1024, quick 256)")
     parser.add_argument("--wrk-duration", type=int, help="seconds per wrk run (10, quick 5)")
     parser.add_argument("--weed-memory", default="1GiB", help="GOMEMLIMIT of SeaweedFS (1GiB)")
@@ -429,8 +433,10 @@ def main(argv: list[str] | None = None) -> int:
             benches = [SideBench(s, blob, store, admin, args.wrk_duration) for s in sides]
             for bench in benches:
                 stack.callback(bench.stop)  # by PID, on any exit
-            run_phase(benches, False, STREAM_PHASE, args.runs)
-            run_phase(benches, True, REDIRECT_PHASE, args.runs)
+            runs = {key: args.runs for key in MEASUREMENTS}
+            runs.update(pull_stream=args.pull_runs, pull_redirect=args.pull_runs)
+            run_phase(benches, False, STREAM_PHASE, runs)
+            run_phase(benches, True, REDIRECT_PHASE, runs)
             results = {bench.name: bench.results for bench in benches}
             auth = {bench.name: bench.auth for bench in benches}
     finally:
