@@ -58,6 +58,7 @@ from bench.s3_store import ROOM_PER_BLOB, BucketAdmin, start_seaweedfs
 from bench.servers import tree_cpu_seconds
 
 if TYPE_CHECKING:
+    from tests.backends.postgres import PostgresServer
     from tests.backends.seaweedfs import SeaweedFS
 
 GIB = 1024 * MIB
@@ -110,6 +111,8 @@ class SideBench:
 
     def start(self, redirect: bool) -> bool:
         """Start this side's server in a pull mode; False (and the error kept) if it would not."""
+        if not self.side.keeps_data:
+            self.last_digest, self._manifest_pushed = None, False
         try:
             self.server = self.side.start(redirect)
         except Exception as error:
@@ -378,15 +381,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def make_sides(args: argparse.Namespace, tmp: Path, store: SeaweedFS) -> list[Side]:
+def make_sides(
+    args: argparse.Namespace, tmp: Path, store: SeaweedFS, postgres: PostgresServer | None
+) -> list[Side]:
     makers: dict[str, Callable[[], Side]] = {
         "beakerd": lambda: beakerd_side(
             tmp / "beakerd", store if args.beakerd_store == "s3" else None
         ),
-        "cluster": lambda: cluster_side(tmp / "cluster", store),
+        "cluster": lambda: cluster_side(tmp / "cluster", store, postgres),
         "reference": lambda: reference_side(tmp / "reference", store),
     }
     return [makers[name]() for name in SIDES if name in args.sides]
+
+
+def start_postgres(stack: contextlib.ExitStack) -> PostgresServer | None:
+    """The cluster's PostgreSQL (tests/backends/postgres.py), stopped with `stack`; None (the
+    cluster side then reports why) when it cannot start."""
+    from tests.backends.postgres import PostgresServer
+
+    try:
+        postgres = PostgresServer().start()
+    except Exception as error:
+        log(f"PostgreSQL: could not start: {error}")
+        return None
+    stack.callback(postgres.stop)
+    log(f"PostgreSQL: 127.0.0.1:{postgres.port}")
+    return postgres
 
 
 def enough_room(folder: Path, blob_size: int, sides: int) -> bool:
@@ -423,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"SeaweedFS: {store.endpoint}, pid {store.proc.pid if store.proc else '?'}")
             admin = BucketAdmin(store)
             stack.callback(admin.close)
-            sides = make_sides(args, tmp, store)
+            postgres = start_postgres(stack) if "cluster" in args.sides else None
+            sides = make_sides(args, tmp, store, postgres)
             for side in sides:
                 if side.bucket is not None:
                     admin.make_bucket(side.bucket)

@@ -9,19 +9,23 @@ folder), so that what one start pushed the next can pull:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from bench.servers import start_beakerd, start_reference
+from bench.servers import BEAKERD_ACCOUNT, start_beakerd, start_reference
 
 if TYPE_CHECKING:
+    from tests.backends.cluster import Cluster
+    from tests.backends.postgres import PostgresServer
     from tests.backends.seaweedfs import SeaweedFS
 
 REFERENCE_BUCKET = "reference"
 BEAKERD_BUCKET = "beakerd"
 CLUSTER_BUCKET = "beakerd-cluster"
+REPLICAS = 3
 # beakerd's setting `blob_redirect`: on S3, answer blob GETs with a presigned 307 or stream them.
 BEAKERD_REDIRECT_VARIABLE = "BEAKERD_BLOB_REDIRECT"
 
@@ -54,6 +58,8 @@ class Side:
     start: Callable[[bool], Served]  # redirect? → a running server
     bucket: str | None  # None: not on S3 (beakerd's file store, to debug the harness)
     storage: str  # for the report: where its blobs live
+    # False: every start is a new, empty registry (what one start pushed, the next cannot pull).
+    keeps_data: bool = True
 
 
 def reference_side(workdir: Path, store: SeaweedFS) -> Side:
@@ -100,16 +106,78 @@ def beakerd_side(workdir: Path, store: SeaweedFS | None) -> Side:
     return Side("beakerd", start, BEAKERD_BUCKET, f"s3://{BEAKERD_BUCKET}")
 
 
-def cluster_side(workdir: Path, store: SeaweedFS) -> Side:
-    """Three beakerd replicas on one PostgreSQL and `s3://beakerd-cluster`, behind nginx."""
+def cluster_side(workdir: Path, store: SeaweedFS, postgres: PostgresServer | None) -> Side:
+    """Three beakerd replicas on one PostgreSQL database and `s3://beakerd-cluster`, behind
+    nginx (tests/backends/cluster.py). Each start is a fresh cluster with a fresh database, so
+    the redirect phase pushes its blob again (untimed)."""
 
     def start(redirect: bool) -> Served:
+        if postgres is None:
+            raise RuntimeError("no PostgreSQL for the replicas (apt-get install postgresql)")
         try:
-            from tests.backends import cluster  # noqa: F401
+            from tests.backends.cluster import running_cluster
         except ImportError as error:
             raise RuntimeError(
                 "tests/backends/cluster.py (replicas behind nginx) is not merged yet"
             ) from error
-        raise RuntimeError("the cluster launcher is not wired into this bench yet")
+        env = {
+            **store.environment(),
+            "BEAKERD_BLOB_STORE": f"s3://{CLUSTER_BUCKET}",
+            BEAKERD_REDIRECT_VARIABLE: "true" if redirect else "false",
+            # The bench's repositories are under its account's namespace, as for one beakerd.
+            "BEAKERD_BOOTSTRAP_ACCOUNT": BEAKERD_ACCOUNT,
+        }
+        stack = contextlib.ExitStack()
+        folder = workdir / ("redirect" if redirect else "stream")
+        try:
+            cluster = stack.enter_context(running_cluster(folder, postgres, REPLICAS, env))
+        except BaseException:
+            stack.close()
+            raise
+        return ClusterServer(cluster, stack, postgres_pid(postgres))
 
-    return Side("beakerd x3", start, CLUSTER_BUCKET, f"s3://{CLUSTER_BUCKET}, 3 replicas, nginx")
+    label = f"s3://{CLUSTER_BUCKET}, {REPLICAS} replicas on PostgreSQL, nginx in front"
+    return Side("beakerd x3", start, CLUSTER_BUCKET, label, keeps_data=False)
+
+
+def postgres_pid(postgres: PostgresServer) -> int | None:
+    """The postmaster's PID (pg_ctl daemonizes it): its tree holds every backend."""
+    try:
+        return int((postgres.root / "data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class ClusterServer:
+    """A running cluster as one server: nginx's URL; its CPU is the replicas', nginx's and
+    PostgreSQL's (the single beakerd's SQLite runs inside its own process)."""
+
+    name = "beakerd x3"
+
+    def __init__(self, cluster: Cluster, stack: contextlib.ExitStack, postgres: int | None):
+        self.cluster = cluster
+        self._stack = stack
+        self._postgres = postgres
+        self.username: str | None = BEAKERD_ACCOUNT
+        self.password: str | None = cluster.password
+
+    @property
+    def url(self) -> str:
+        return self.cluster.url
+
+    @property
+    def pids(self) -> list[int]:
+        procs = [replica.proc for replica in self.cluster.replicas] + [self.cluster.nginx.proc]
+        pids = [proc.pid for proc in procs if proc is not None]
+        return pids + ([self._postgres] if self._postgres is not None else [])
+
+    def running(self) -> bool:
+        nginx = self.cluster.nginx.proc
+        alive = nginx is not None and nginx.poll() is None
+        return alive and all(replica.running() for replica in self.cluster.replicas)
+
+    def stop(self) -> None:
+        self._stack.close()
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.cluster.logs().splitlines()[-lines:])
