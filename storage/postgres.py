@@ -9,6 +9,7 @@ Reads take no lock and see the last committed state (READ COMMITTED).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -18,13 +19,24 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from storage.database import Connection, Database, DatabaseUnavailable, Dialect, Params, Row
+from storage.database import (
+    Connection,
+    Database,
+    DatabaseUnavailable,
+    Dialect,
+    Migration,
+    Params,
+    Row,
+    migration_script,
+)
 from storage.dialects import postgres_ddl, postgres_query
 
 # Keys of pg_advisory_xact_lock: any fixed 64-bit numbers no other application on the
 # database uses ("beakerd" in ASCII, then a counter).
 WRITE_LOCK = 0x6265616B657264_00
 MIGRATION_LOCK = 0x6265616B657264_01
+
+_BEGIN_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
 
 # SQLite's functions that beakerd's SQL uses and PostgreSQL lacks, defined on PostgreSQL so
 # that one text serves both engines.
@@ -121,7 +133,7 @@ class PostgresDatabase(Database):
             raise RuntimeError("database is not open")
         return self._pool
 
-    async def migrate(self, component: str, migrations: Iterable[str]) -> None:
+    async def migrate(self, component: str, migrations: Iterable[Migration]) -> None:
         # Replicas starting together queue on the lock; each then finds the work done.
         async with self._open().acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
@@ -130,8 +142,9 @@ class PostgresDatabase(Database):
                 "SELECT version FROM schema_migrations WHERE component = $1", component
             )
             steps = list(migrations)
-            for script in steps[done or 0 :]:
-                await conn.execute(postgres_ddl(script))  # no arguments: several statements
+            for step in steps[done or 0 :]:
+                # No arguments: the script may hold several statements.
+                await conn.execute(postgres_ddl(migration_script(step, self.dialect)))
             if len(steps) > (done or 0):
                 await conn.execute(
                     "INSERT INTO schema_migrations (component, version) VALUES ($1, $2)"
@@ -142,9 +155,19 @@ class PostgresDatabase(Database):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        async with self._open().acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
-            yield _PostgresConnection(conn)
+        async with self._open().acquire() as conn:
+            # BEGIN and the lock in one round trip (the simple protocol takes both); a
+            # connection given back mid-transaction (a cancelled task) is rolled back by the
+            # pool's reset.
+            await conn.execute(_BEGIN_WRITE)
+            try:
+                yield _PostgresConnection(conn)
+            except BaseException:
+                # The first error is the one to report; a broken connection is the pool's.
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return list(await self._open().fetch(postgres_query(sql), *params))

@@ -12,9 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from beakerd.app import create_app
 from beakerd.settings import Settings
-from tests.backends.fixtures import s3_store, seaweedfs
-
-__all__ = ["s3_store", "seaweedfs"]
+from tests.backends.backend import Backend
 
 ADMIN = "tester"
 Client = TestClient[Any, Any]
@@ -22,9 +20,10 @@ Replica = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
 
 
 @pytest.fixture
-def replica(tmp_path: Path, private_home: Path, s3_store: str) -> Replica:
-    """Start an app over the test's database and bucket prefix; several may run at once,
-    sharing nothing else (each has its own upload sessions and caches)."""
+def replica(tmp_path: Path, private_home: Path, s3_store: str, backend: Backend) -> Replica:
+    """Start an app over the test's database (on each backend) and bucket prefix; several
+    may run at once, sharing nothing else (each has its own upload sessions and caches)."""
+    database = backend.settings()
 
     @contextlib.asynccontextmanager
     async def start(**settings: Any) -> AsyncIterator[Client]:
@@ -34,6 +33,7 @@ def replica(tmp_path: Path, private_home: Path, s3_store: str) -> Replica:
                 blob_store=s3_store,
                 bootstrap_account=ADMIN,
                 gc_interval_seconds=0,
+                **database,
                 **settings,
             )
         )
