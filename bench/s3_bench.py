@@ -287,13 +287,27 @@ def tool_version(cmd: list[str]) -> str:
     return (out.stdout or out.stderr).strip().splitlines()[0] if (out.stdout or out.stderr) else ""
 
 
+def shown_arguments(argv: list[str]) -> list[str]:
+    """The command line to repeat a run with, less where its results were written."""
+    shown: list[str] = []
+    skip = False
+    for argument in argv:
+        if skip or argument.startswith("--output="):
+            skip = False
+        elif argument == "--output":
+            skip = True
+        else:
+            shown.append(argument)
+    return shown
+
+
 def header(
     args: argparse.Namespace, sides: list[Side], loads: tuple[float, float], auth: dict[str, str]
 ) -> str:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     registry = tool_version(["docker-registry", "--version"]) or "docker-registry"
     weed = tool_version([str(Path(sys.executable).parent / "weed"), "version"]) or "weed"
-    command = "python -m bench.s3_bench" + "".join(f" {a}" for a in args.argv)
+    command = " ".join(["python -m bench.s3_bench", *shown_arguments(args.argv)])
     return "\n".join(
         [
             "# beakerd vs reference registry, both on SeaweedFS",
@@ -306,10 +320,11 @@ def header(
             f"- Blob: {args.blob_mib} MiB of random data, a different blob for every push run;"
             " `sync` before each timed push or pull. MB = 10^6 bytes.",
             f"- {args.runs} runs of each push and wrk measurement, {args.pull_runs} of each pull"
-            " (seconds each), alternating between the sides (all run side by"
+            " (a few seconds each), alternating between the sides (all run side by"
             " side on loopback, one under load at a time); the table gives the median run."
-            " CPU: utime+stime (children included) of the registry's processes and of"
-            " `weed server`, read before and after each push once both had gone quiet.",
+            " CPU: utime+stime (children included) of the registry's processes (for the replicas:"
+            " theirs, nginx's and PostgreSQL's, which runs with fsync off) and of `weed server`,"
+            " read before and after each push once both had gone quiet.",
             "- Pulls: streamed (the reference's `redirect: disable`, beakerd's stream mode), and"
             " by 307 to a presigned SeaweedFS URL, followed on a new connection (time to the last"
             " byte, both requests included). Manifest GET: `wrk -t2 -c32"
