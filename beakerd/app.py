@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from beakerd import grpc_server, health, metrics
+from beakerd import grpc_server, health, metrics, webhooks
 from beakerd.disconnects import client_disconnects
+from beakerd.policy_config import outbox_of, policies_of
 from beakerd.settings import Settings
 from metadata.authority import BeakerAuthority
 from metadata.context import METADATA
@@ -27,7 +28,10 @@ from storage.blobstore.backend import BlobBackend, open_blob_store
 from storage.database import Database, open_database
 from storage.gc import GarbageCollector, GcPolicy, run_periodically
 from storage.generation import Generation
+from storage.quotas import Quotas
 from storage.repositories import Repositories
+from storage.retention import Retention
+from storage.retention import run_periodically as retain_periodically
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
 from storage.scrub import Scrubber
 from storage.scrub import run_periodically as scrub_periodically
@@ -81,7 +85,13 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     await db.open()
     try:
         await db.migrate("storage", STORAGE_MIGRATIONS)
-        repositories = Repositories(db)
+        quotas = Quotas(db, BeakerRepositoryOwners(db, settings.quota_bytes))
+        repositories = Repositories(
+            db,
+            policies=policies_of(db, settings),
+            quotas=quotas,
+            events=outbox_of(db, settings),
+        )
         async with open_blob_store(
             settings.blob_location,
             db,
@@ -102,8 +112,13 @@ async def _serving(
     settings = app[SETTINGS]
     root = settings.data_dir
     generation = Generation(root / "generation")
+    owners = BeakerRepositoryOwners(db, settings.quota_bytes)
+    outbox = repositories.events
     app[DATABASE] = db
     app[BLOB_BACKEND] = backend
+    if repositories.quotas is not None:
+        app[metrics.QUOTAS] = repositories.quotas
+    app[metrics.OUTBOX] = outbox
     app[REGISTRY] = RegistryContext(
         repositories=repositories,
         blobs=backend.reader,
@@ -127,7 +142,7 @@ async def _serving(
         backend.root,
         gc_policy(settings),
         generation.bump,
-        BeakerRepositoryOwners(db),
+        owners,
         backend.reclaimer,
     )
     gc_task = (
@@ -147,10 +162,21 @@ async def _serving(
         and settings.scrub_interval_seconds > 0
         else None
     )
+    retention = Retention(db, repositories.policies, outbox, generation.bump)
+    retention_task = (
+        asyncio.create_task(
+            retain_periodically(
+                retention, settings.retention_interval_seconds, metrics.record_retention
+            )
+        )
+        if settings.retention_interval_seconds > 0
+        else None
+    )
     try:
-        yield
+        async with webhooks.delivering(outbox, settings.webhook_timeout_seconds):
+            yield
     finally:
-        for task in (gc_task, scrub_task):
+        for task in (gc_task, scrub_task, retention_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

@@ -305,6 +305,18 @@ async def commit_image(db: Database, registry: RegistryContext, image: Image) ->
             " WHERE id = ? AND committed IS NULL",
             (now(), digest, sum(layer.size for layer in layers), image.id),
         )
+        await registry.repositories.events.record(
+            conn,
+            "image_commit",
+            {
+                "image": image.id,
+                "name": image.name,
+                "author": image.author.name,
+                "repository": image.repository,
+                "digest": digest,
+                "size": sum(layer.size for layer in layers),
+            },
+        )
     registry.changed()
     return await get_image(db, image.id)
 

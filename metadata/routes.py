@@ -49,6 +49,7 @@ from metadata.models import (
     OrganizationModel,
     PageModel,
     RegistryAuthModel,
+    StorageModel,
     TokenModel,
     TokenSpec,
     WorkspaceModel,
@@ -94,6 +95,14 @@ _PAGE_DIGITS = 6
 
 async def whoami(call: Call) -> web.Response:
     return json_response(AccountModel.of(call.account))
+
+
+async def my_storage(call: Call) -> web.Response:
+    quotas = call.ctx.registry.repositories.quotas
+    usage = await quotas.usage(call.account.name) if quotas is not None else None
+    if usage is None:
+        raise NotFound("this server does not track storage usage")
+    return json_response(StorageModel.of(usage))
 
 
 async def get_user(call: Call) -> web.Response:
@@ -387,6 +396,7 @@ def build_router() -> Router:
     router = Router()
     router.add("GET", "user", whoami)
     router.add("GET", "user/orgs", my_organizations)
+    router.add("GET", "user/storage", my_storage)
     router.add("GET", "user/tokens", list_my_tokens)
     router.add("POST", "user/tokens", create_my_token)
     router.add("DELETE", "user/tokens/{}", revoke_my_token)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -24,6 +24,9 @@ import asyncpg
 
 Params = Sequence[Any]
 Dialect = Literal["sqlite", "postgresql"]
+# One migration step: a script for both engines (SQLite's DDL, translated for PostgreSQL), or,
+# where they have no common form (triggers), one script per engine.
+Migration = str | Mapping[Dialect, str]
 
 # What a uniqueness, foreign-key or check constraint refusing a write raises, on either engine.
 IntegrityError: tuple[type[Exception], ...] = (
@@ -71,7 +74,7 @@ class Database(ABC):
     async def close(self) -> None: ...
 
     @abstractmethod
-    async def migrate(self, component: str, migrations: Iterable[str]) -> None:
+    async def migrate(self, component: str, migrations: Iterable[Migration]) -> None:
         """Apply, in order, the migrations of `component` not yet applied; once, however many
         processes or replicas start together."""
 
@@ -94,6 +97,11 @@ class Database(ABC):
     def describe(self) -> str:
         """Where the database is, for logs and /readyz, without credentials."""
         return self.dialect
+
+
+def migration_script(step: Migration, dialect: Dialect) -> str:
+    """The text of one migration step for `dialect` (not yet translated for PostgreSQL)."""
+    return step if isinstance(step, str) else step[dialect]
 
 
 def open_database(url: str | None, data_dir: Path, connect_seconds: float = 30.0) -> Database:

@@ -1,8 +1,10 @@
 """Online garbage collection: unreferenced blobs, unheld manifests, orphan repositories and
 expired upload sessions.
 
-It runs while pushes and pulls go on (no read-only mode). What is live is computed in SQL from
-reference rows, never by walking files:
+It runs while pushes and pulls go on (no read-only mode). What is live is decided in SQL from
+reference rows, never by walking files, and only for what may have lost its last hold: the
+review queues that triggers fill (storage/review.py), so a pass costs what the garbage is, not
+what the store holds:
 - a manifest is held by a tag, by a held index that lists it, by a held subject it refers to
   (a referrer), by the Beaker image that pinned it, by its repository being immutable, or by
   being younger than the grace period; unheld manifests are collected only when
@@ -35,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -45,10 +46,11 @@ from typing import Any
 
 from storage.blobstore import BlobReclaimer, InsideDelete
 from storage.blobstore.filesystem import FileReclaimer
-from storage.database import Database, Dialect
+from storage.database import Database
 from storage.digests import Digest, InvalidDigest
 from storage.file_lock import exclusive
-from storage.orphans import RepositoryOwners, remove_orphans
+from storage.orphans import RepositoryOwners, collect_orphans
+from storage.review import BlobPage, Review
 from storage.sizes import human_bytes
 from storage.trash import BlobFiles
 
@@ -115,48 +117,6 @@ async def gc_lock(root: Path) -> AsyncIterator[None]:
         yield
 
 
-# Manifests a collection must keep. `live` starts from the roots and follows index entries and
-# referrers within a repository. The second parameter is a JSON array of the [repository,
-# digest] pins of Beaker images, which each engine unpacks its own way.
-_PINS = {
-    "sqlite": "SELECT r.id, json_extract(p.value, '$[1]') FROM json_each(?) p"
-    " JOIN repositories r ON r.name = json_extract(p.value, '$[0]')",
-    "postgresql": "SELECT r.id, p.value ->> 1 FROM jsonb_array_elements(CAST(? AS jsonb)) p"
-    " JOIN repositories r ON r.name = p.value ->> 0",
-}
-
-
-def _live_manifests(dialect: Dialect) -> str:
-    return f"""
-WITH RECURSIVE live (repository_id, digest) AS (
-    SELECT repository_id, digest FROM tags
-    UNION SELECT repository_id, digest FROM manifests WHERE created_at >= ?
-    UNION SELECT m.repository_id, m.digest FROM manifests m
-        JOIN repositories r ON r.id = m.repository_id WHERE r.immutable = 1
-    UNION {_PINS[dialect]}
-    UNION SELECT mr.repository_id, mr.child_digest FROM manifest_references mr
-        JOIN live l ON l.repository_id = mr.repository_id AND l.digest = mr.manifest_digest
-        WHERE mr.child_is_manifest = 1
-    UNION SELECT m.repository_id, m.digest FROM manifests m
-        JOIN live l ON l.repository_id = m.repository_id AND m.subject = l.digest
-)
-SELECT m.repository_id, m.digest FROM manifests m
-WHERE NOT EXISTS (
-    SELECT 1 FROM live l WHERE l.repository_id = m.repository_id AND l.digest = m.digest
-)
-"""
-
-
-_UNREFERENCED_BLOBS = """
-SELECT b.digest, b.size FROM blobs b
-WHERE b.created_at < ?
-  AND NOT EXISTS (SELECT 1 FROM manifest_references mr WHERE mr.child_digest = b.digest)
-  AND NOT EXISTS (
-      SELECT 1 FROM repository_blobs l WHERE l.digest = b.digest AND l.created_at >= ?
-  )
-"""
-
-
 class GarbageCollector:
     def __init__(
         self,
@@ -177,6 +137,7 @@ class GarbageCollector:
         # Who holds repositories (the layers above storage know); without it no repository
         # counts as an orphan and no Beaker image pins a manifest.
         self.owners = owners
+        self.review = Review(db, owners)
 
     async def collect(self, dry_run: bool = False) -> GcReport:
         """One pass; raises GcBusy when another process is collecting."""
@@ -189,13 +150,7 @@ class GarbageCollector:
             cutoff = now - self.policy.grace_seconds
             if self.owners is not None:
                 await self._collect_repositories(self.owners, report, cutoff, dry_run)
-            if self.policy.untagged_manifests:
-                await self._collect_manifests(report, cutoff, dry_run)
-            if not dry_run:
-                await self.db.execute(
-                    "DELETE FROM manifest_contents WHERE NOT EXISTS"
-                    " (SELECT 1 FROM manifests m WHERE m.digest = manifest_contents.digest)"
-                )
+            await self._collect_manifests(report, cutoff, dry_run)
             await self._collect_blobs(report, cutoff, dry_run)
             await self._collect_uploads(report, now - self.policy.upload_expiry_seconds, dry_run)
         report.seconds = time.monotonic() - started
@@ -212,81 +167,49 @@ class GarbageCollector:
     async def _collect_repositories(
         self, owners: RepositoryOwners, report: GcReport, cutoff: float, dry_run: bool
     ) -> None:
-        removed = await remove_orphans(self.db, owners, cutoff, dry_run)
+        removed = await collect_orphans(self.db, owners, cutoff, dry_run)
         report.repositories += len(removed)
         if removed and not dry_run and self.on_change:
             self.on_change()
 
-    async def _pins(self) -> str:
-        pins = await self.owners.pins() if self.owners is not None else []
-        return json.dumps([list(pin) for pin in pins])
-
     async def _collect_manifests(self, report: GcReport, cutoff: float, dry_run: bool) -> None:
-        if dry_run:
-            dead = await self.db.fetchall(
-                _live_manifests(self.db.dialect), (cutoff, await self._pins())
-            )
-            report.manifests += len(dead)
-            return
-        async with self.db.transaction() as conn:
-            # The pins are read inside the transaction: no image commits in between.
-            rows = await conn.execute_fetchall(
-                _live_manifests(self.db.dialect), (cutoff, await self._pins())
-            )
-            dead = list(rows)
-            # References and tags go with them (ON DELETE CASCADE).
-            await conn.executemany(
-                "DELETE FROM manifests WHERE repository_id = ? AND digest = ?",
-                [(row[0], row[1]) for row in dead],
-            )
-        report.manifests += len(dead)
-        if dead and self.on_change:
+        removed = await self.review.collect_manifests(
+            cutoff, self.policy.untagged_manifests, dry_run, _BATCH
+        )
+        report.manifests += removed
+        if removed and not dry_run and self.on_change:
             self.on_change()
 
     async def _collect_blobs(self, report: GcReport, cutoff: float, dry_run: bool) -> None:
-        if dry_run:
-            rows = await self.db.fetchall(_UNREFERENCED_BLOBS, (cutoff, cutoff))
-            report.blobs += len(rows)
-            report.blob_bytes += sum(int(row["size"]) for row in rows)
-            return
-        last = ""
+        after: tuple[float, str] = (-1.0, "")
         while True:
-            rows = await self.db.fetchall(
-                _UNREFERENCED_BLOBS + " AND b.digest > ? ORDER BY b.digest LIMIT ?",
-                (cutoff, cutoff, last, _BATCH),
-            )
-            if not rows:
+            page = await self.review.blob_page(cutoff, after, _BATCH)
+            if not page.digests:
                 return
-            last = str(rows[-1]["digest"])
-            sizes = _parsed({str(row["digest"]): int(row["size"]) for row in rows})
-            if sizes:
-                await self._remove_blobs(report, sizes, cutoff)
+            after = page.cursor
+            if dry_run:
+                report.blobs += len(page.verdicts.dead)
+                report.blob_bytes += sum(page.verdicts.dead.values())
+            else:
+                await self._remove_blobs(report, page, cutoff)
 
-    async def _remove_blobs(
-        self, report: GcReport, sizes: dict[Digest, int], cutoff: float
-    ) -> None:
+    async def _remove_blobs(self, report: GcReport, page: BlobPage, cutoff: float) -> None:
         """The store removes the bytes of exactly the rows this transaction deletes."""
+        sizes = _parsed(page.verdicts.dead)
+        candidates = [str(digest) for digest in sizes]
 
         async def delete_rows(inside: InsideDelete) -> set[str]:
             async with self.db.transaction() as conn:
-                # Checked again in the transaction that deletes: a manifest committed before
+                # Decided again in the transaction that deletes: a manifest committed before
                 # it is seen, one committed after it finds the row gone (and its client pushes
                 # the blob again).
-                marks = ",".join("?" * len(sizes))
-                dead = [
-                    str(row[0])
-                    for row in await conn.execute_fetchall(
-                        _UNREFERENCED_BLOBS + f" AND b.digest IN ({marks})",
-                        (cutoff, cutoff, *map(str, sizes)),
-                    )
-                ]
-                gone = await inside(conn, dead)
-                await conn.executemany(
-                    "DELETE FROM repository_blobs WHERE digest = ?", [(d,) for d in gone]
-                )
-                await conn.executemany("DELETE FROM blobs WHERE digest = ?", [(d,) for d in gone])
-            return gone
+                await self.review.delete_blobs(conn, page.digests, candidates, cutoff, inside)
+                # Bytes go when their blob has no row, whoever deleted the row (another
+                # replica's pass, too).
+                return set(candidates) - await self.review.rows_left(conn, candidates)
 
+        if not sizes:
+            return
         removed = await self.reclaimer.remove(sizes, delete_rows)
         if removed.rows_deleted and self.on_change:
             self.on_change()

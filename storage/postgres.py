@@ -19,7 +19,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from storage.database import Connection, Database, DatabaseUnavailable, Dialect, Params, Row
+from storage.database import (
+    Connection,
+    Database,
+    DatabaseUnavailable,
+    Dialect,
+    Migration,
+    Params,
+    Row,
+    migration_script,
+)
 from storage.dialects import postgres_ddl, postgres_query
 
 # Keys of pg_advisory_xact_lock: any fixed 64-bit numbers no other application on the
@@ -124,7 +133,7 @@ class PostgresDatabase(Database):
             raise RuntimeError("database is not open")
         return self._pool
 
-    async def migrate(self, component: str, migrations: Iterable[str]) -> None:
+    async def migrate(self, component: str, migrations: Iterable[Migration]) -> None:
         # Replicas starting together queue on the lock; each then finds the work done.
         async with self._open().acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
@@ -133,8 +142,9 @@ class PostgresDatabase(Database):
                 "SELECT version FROM schema_migrations WHERE component = $1", component
             )
             steps = list(migrations)
-            for script in steps[done or 0 :]:
-                await conn.execute(postgres_ddl(script))  # no arguments: several statements
+            for step in steps[done or 0 :]:
+                # No arguments: the script may hold several statements.
+                await conn.execute(postgres_ddl(migration_script(step, self.dialect)))
             if len(steps) > (done or 0):
                 await conn.execute(
                     "INSERT INTO schema_migrations (component, version) VALUES ($1, $2)"

@@ -17,7 +17,16 @@ from urllib.parse import unquote, urlsplit
 
 import aiosqlite
 
-from storage.database import Connection, Database, DatabaseUnavailable, Dialect, Params, Row
+from storage.database import (
+    Connection,
+    Database,
+    DatabaseUnavailable,
+    Dialect,
+    Migration,
+    Params,
+    Row,
+    migration_script,
+)
 
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -79,7 +88,7 @@ class SqliteDatabase(Database):
             raise RuntimeError("database is not open")
         return conn
 
-    async def migrate(self, component: str, migrations: Iterable[str]) -> None:
+    async def migrate(self, component: str, migrations: Iterable[Migration]) -> None:
         async with self.transaction() as conn:
             rows = list(
                 await conn.execute_fetchall(
@@ -88,8 +97,8 @@ class SqliteDatabase(Database):
             )
             done = int(rows[0][0]) if rows else 0
             steps = list(migrations)
-            for script in steps[done:]:
-                for statement in _statements(script):
+            for step in steps[done:]:
+                for statement in _statements(migration_script(step, self.dialect)):
                     await conn.execute(statement)
             if len(steps) > done:
                 await conn.execute(

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from beakerd.settings import Settings
 from storage.blobstore.backend import BlobBackend, open_blob_store
-from storage.database import Database
+from storage.database import Database, Migration
 from storage.database import open_database as storage_database
 from storage.postgres import is_postgres_url
 from storage.repositories import Repositories
@@ -30,7 +30,7 @@ def data_exists(settings: Settings, command: str) -> bool:
 
 @asynccontextmanager
 async def open_database(
-    settings: Settings, extra_migrations: Sequence[tuple[str, list[str]]] = ()
+    settings: Settings, extra_migrations: Sequence[tuple[str, list[Migration]]] = ()
 ) -> AsyncIterator[Database]:
     """The database, migrated like the server would (storage first, then `extra_migrations`)."""
     db = storage_database(

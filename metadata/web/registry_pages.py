@@ -18,6 +18,7 @@ from metadata.web.visits import Visit, see_other
 from registry.errors import RegistryError
 from registry.names import check_name
 from storage.browse import repositories_in_namespace, tag_records
+from storage.quotas import Usage
 from storage.repositories import RepositoryFrozen
 
 
@@ -32,8 +33,19 @@ async def repositories(visit: Visit) -> web.Response:
     shown = [name for name in names[:PAGE_SIZE] if name not in images]
     return visit.render(
         "registry.html", title="Registry", repositories=shown, page=page,
-        has_next=len(names) > PAGE_SIZE,
+        has_next=len(names) > PAGE_SIZE, usages=await _usages(visit, viewer),
     )  # fmt: skip
+
+
+async def _usages(visit: Visit, viewer: Account) -> list[Usage]:
+    """Storage used against the quota: one's own, or every account's for an admin."""
+    quotas = visit.ctx.registry.repositories.quotas
+    if quotas is None:
+        return []
+    if viewer.admin:
+        return await quotas.usages()
+    own = await quotas.usage(viewer.name)
+    return [own] if own is not None else []
 
 
 async def _plain_repository(visit: Visit, viewer: Account, name: str) -> str:

@@ -62,3 +62,19 @@ async def test_another_accounts_repositories_are_neither_shown_nor_deletable(api
     assert (
         await api.client.get("/v2/dev/app/manifests/latest", headers=api.admin_basic)
     ).status == 200
+
+
+async def test_the_registry_view_shows_storage_used_one_own_or_every_accounts_for_admins(
+    api: Api,
+) -> None:
+    _, token = await api.new_account("dev")
+    _, size = await push_built(api.client, "dev/app", basic("dev", token), build_config(), [b"z"])
+    browser = Browser(api.client)
+    await browser.sign_in(token)
+    own = await browser.page("/registry")
+    assert "<h2>Storage</h2>" in own and f'<td class="num">{human_bytes(size)}</td>' in own
+    assert "<td>tester</td>" not in own and "unlimited" in own
+    browser.forget()
+    await browser.sign_in(api.token)
+    every = await browser.page("/registry")
+    assert "<td>dev</td>" in every and "<td>tester</td>" in every
