@@ -9,14 +9,17 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from beakerd import grpc_server, health, metrics
+from beakerd import grpc_server, health, metrics, webhooks
 from beakerd.disconnects import client_disconnects
+from beakerd.policy_config import outbox_of, policies_of
 from beakerd.settings import Settings
 from metadata.authority import BeakerAuthority
 from metadata.context import METADATA
 from metadata.owners import BeakerRepositoryOwners
 from metadata.routes import add_routes as add_metadata_routes
 from metadata.startup import open_metadata
+from metadata.web import add_routes as add_web_routes
+from metadata.web.visits import WebSettings
 from registry.auth import AUTH_POLICY, AUTHORITY, AuthPolicy, registry_auth
 from registry.bodies import BODY_READ_TIMEOUT
 from registry.context import REGISTRY, RegistryContext
@@ -31,7 +34,10 @@ from storage.gc import GarbageCollector, GcPolicy, run_periodically
 from storage.generation import Generation
 from storage.orphans import RepositoryOwners
 from storage.pull_cache import PullCache
+from storage.quotas import Quotas
 from storage.repositories import Repositories
+from storage.retention import Retention
+from storage.retention import run_periodically as retain_periodically
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
 from storage.scrub import Scrubber
 from storage.scrub import run_periodically as scrub_periodically
@@ -65,6 +71,13 @@ def create_app(settings: Settings) -> web.Application:
     )
     add_registry_routes(app)
     add_metadata_routes(app)
+    add_web_routes(
+        app,
+        WebSettings(
+            session_ttl_seconds=settings.web_session_ttl_seconds,
+            secure_cookies=settings.tls_enabled,
+        ),
+    )
     app.cleanup_ctx.append(_storage)
     if settings.upstreams:
         # After _storage: the cache writes through its upload sessions.
@@ -86,7 +99,13 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     await db.open()
     try:
         await db.migrate("storage", STORAGE_MIGRATIONS)
-        repositories = Repositories(db)
+        quotas = Quotas(db, BeakerRepositoryOwners(db, settings.quota_bytes))
+        repositories = Repositories(
+            db,
+            policies=policies_of(db, settings),
+            quotas=quotas,
+            events=outbox_of(db, settings),
+        )
         async with open_blob_store(
             settings.blob_location,
             db,
@@ -107,8 +126,13 @@ async def _serving(
     settings = app[SETTINGS]
     root = settings.data_dir
     generation = Generation(root / "generation")
+    owners = repository_owners(db, settings)
+    outbox = repositories.events
     app[DATABASE] = db
     app[BLOB_BACKEND] = backend
+    if repositories.quotas is not None:
+        app[metrics.QUOTAS] = repositories.quotas
+    app[metrics.OUTBOX] = outbox
     app[REGISTRY] = RegistryContext(
         repositories=repositories,
         blobs=backend.reader,
@@ -122,7 +146,6 @@ async def _serving(
         bootstrap_account=settings.bootstrap_account,
         token_ttl_seconds=settings.token_ttl_seconds,
         scheme=settings.url_scheme,
-        pages_show_private=settings.loopback_only,
         rpc_address=settings.rpc_address,
         ca_file=root / "tls" / "ca.crt" if settings.tls_auto else None,
     )
@@ -133,7 +156,7 @@ async def _serving(
         backend.root,
         gc_policy(settings),
         generation.bump,
-        repository_owners(db, settings),
+        owners,
         backend.reclaimer,
     )
     gc_task = (
@@ -153,10 +176,21 @@ async def _serving(
         and settings.scrub_interval_seconds > 0
         else None
     )
+    retention = Retention(db, repositories.policies, outbox, generation.bump)
+    retention_task = (
+        asyncio.create_task(
+            retain_periodically(
+                retention, settings.retention_interval_seconds, metrics.record_retention
+            )
+        )
+        if settings.retention_interval_seconds > 0
+        else None
+    )
     try:
-        yield
+        async with webhooks.delivering(outbox, settings.webhook_timeout_seconds):
+            yield
     finally:
-        for task in (gc_task, scrub_task):
+        for task in (gc_task, scrub_task, retention_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -208,7 +242,7 @@ async def _age_out(
 
 def repository_owners(db: Database, settings: Settings) -> RepositoryOwners:
     """Who holds repositories, for GC and fsck: accounts, images and the configured upstreams."""
-    owners: RepositoryOwners = BeakerRepositoryOwners(db)
+    owners: RepositoryOwners = BeakerRepositoryOwners(db, settings.quota_bytes)
     if settings.upstreams:
         owners = PullThroughOwners(owners, settings.upstreams)
     return owners
