@@ -3,7 +3,8 @@
 The store gets every chunk as it arrives; the streaming clients get each one a chunk behind,
 and the last only once the whole body hashes to the digest and the store holds it, so no
 client ever holds a complete wrong body, and one that holds the whole body can count on the
-cache having it. A client too far behind is cut off rather than buffered without bound.
+cache having it. The fetch keeps pace with its slowest streaming client (bounded memory); one
+that stops reading altogether is cut off rather than allowed to hold up the rest.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ import aiohttp
 from storage.digests import Digest
 
 _CHUNK = 1 << 20
-# A streaming client this far behind the upstream is cut off (it retries and is served from
-# the store): a stalled client must neither hold unbounded memory nor slow the fetch.
-_MAX_BEHIND_BYTES = 64 << 20
+# How far a streaming client may lag the upstream before the fetch waits for it: the fetch
+# goes at the pace of its slowest streaming client, in bounded memory, as a plain proxy would.
+_MAX_BEHIND_BYTES = 16 << 20
+# A streaming client that takes nothing for this long is cut off (it retries and is served from
+# the store), so a stalled client cannot hold up the fetch for everyone else; shorter than
+# the upstream read timeout (beakerd/app.py), which the paused fetch must not run into.
+STALLED_CLIENT_SECONDS = 30.0
 
 
-class _Behind(Exception):
-    """This streaming client fell too far behind the upstream."""
+class _Stalled(Exception):
+    """This streaming client stopped reading."""
 
 
 class BlobStream:
@@ -32,24 +37,41 @@ class BlobStream:
         self.size = size
         self._queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
         self._buffered = 0
+        self._drained = asyncio.Event()
         self._dropped = False
 
-    def _feed(self, item: bytes | BaseException | None) -> None:
+    async def _feed(self, data: bytes) -> None:
+        """Queue a chunk, first waiting (a while) for the client to take what it has."""
         if self._dropped:
             return
-        if isinstance(item, bytes):
-            if self._buffered + len(item) > _MAX_BEHIND_BYTES:
-                self._dropped = True
-                item = _Behind("client fell behind the upstream fetch")
-            else:
-                self._buffered += len(item)
+        if self._buffered + len(data) > _MAX_BEHIND_BYTES:
+            self._drained.clear()
+            try:
+                async with asyncio.timeout(STALLED_CLIENT_SECONDS):
+                    while not self._dropped and self._buffered + len(data) > _MAX_BEHIND_BYTES:
+                        await self._drained.wait()
+                        self._drained.clear()
+            except TimeoutError:
+                self._end(_Stalled(f"client took nothing for {STALLED_CLIENT_SECONDS:g} s"))
+                return
+            if self._dropped:
+                return
+        self._buffered += len(data)
+        self._queue.put_nowait(data)
+
+    def _end(self, item: BaseException | None) -> None:
+        if self._dropped:
+            return
+        if isinstance(item, BaseException):
+            self._dropped = True
         self._queue.put_nowait(item)
 
     def close(self) -> None:
-        """The client is done (or gone): stop buffering for it."""
+        """The client is done (or gone): stop buffering for it, and never wait for it."""
         self._dropped = True
         while not self._queue.empty():
             self._queue.get_nowait()
+        self._drained.set()
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The body; raises when the fetch fails or the bytes do not match the digest."""
@@ -60,6 +82,7 @@ class BlobStream:
             if isinstance(item, BaseException):
                 raise item
             self._buffered -= len(item)
+            self._drained.set()
             yield item
 
 
@@ -82,11 +105,17 @@ class BlobFill:
         self.streams.append(stream)
         return stream
 
-    def feed(self, item: bytes | BaseException | None) -> None:
-        if isinstance(item, bytes):
-            self.sent_any = True
+    async def feed(self, data: bytes) -> None:
+        self.sent_any = True
+        if len(self.streams) == 1:
+            await self.streams[0]._feed(data)
+        elif self.streams:
+            await asyncio.gather(*(stream._feed(data) for stream in self.streams))
+
+    def end(self, item: BaseException | None) -> None:
+        """The body is complete (None) or failed: tell every streaming client."""
         for stream in self.streams:
-            stream._feed(item)
+            stream._end(item)
 
 
 async def teed(
@@ -99,11 +128,11 @@ async def teed(
     async for data in response.content.iter_chunked(_CHUNK):
         hasher.update(data)
         if held is not None:
-            fill.feed(held)
+            await fill.feed(held)
         held = data
         yield data
     if hasher.hexdigest() != digest.hex:
         # ingest() sees the mismatch too and discards the upload.
-        fill.feed(ConnectionResetError(f"upstream bytes do not match {digest}"))
+        fill.end(ConnectionResetError(f"upstream bytes do not match {digest}"))
         return
     fill.last = held

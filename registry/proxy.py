@@ -279,11 +279,11 @@ class PullThrough:
             response = await client.request("GET", f"{path}/blobs/{digest}", _scope(path))
         except UpstreamNotFound:
             error = RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
-            fill.feed(error)
+            fill.end(error)
             raise error from None
         except UpstreamError as e:
             error = _upstream_failure(ErrorCode.BLOB_UNKNOWN, client, e)
-            fill.feed(error)
+            fill.end(error)
             raise error from None
         try:
             fill.size = response.content_length
@@ -292,19 +292,19 @@ class PullThrough:
             # The last chunk goes out once the blob is stored: a client that has the whole
             # body can count on the cache holding it.
             if fill.last is not None:
-                fill.feed(fill.last)
-            fill.feed(None)
+                await fill.feed(fill.last)
+            fill.end(None)
         except DigestMismatch as e:
             error = _bad_upstream(client, f"blob {digest}: {e}", ErrorCode.BLOB_UNKNOWN)
-            fill.feed(error)
+            fill.end(error)
             raise error from None
         except (aiohttp.ClientError, TimeoutError, UpstreamError) as e:
             log.warning("fetching blob %s from upstream %s failed: %s", digest, client.name, e)
             error = _unavailable(ErrorCode.BLOB_UNKNOWN, client, e)
-            fill.feed(error)
+            fill.end(error)
             raise error from None
         except BaseException:
-            fill.feed(ConnectionResetError(f"fetching blob {digest} failed"))
+            fill.end(ConnectionResetError(f"fetching blob {digest} failed"))
             raise
         finally:
             response.release()
