@@ -20,11 +20,11 @@ from registry.bodies import BODY_READ_TIMEOUT
 from registry.context import REGISTRY, RegistryContext
 from registry.middleware import registry_errors
 from registry.routes import add_routes as add_registry_routes
-from registry.tokens import TOKENS, TokenIssuer, load_or_create_key
+from registry.tokens import TOKENS, TokenIssuer, server_key
 from storage.blobs import BlobStore
 from storage.database import Database, open_database
 from storage.gc import GarbageCollector, GcPolicy, run_periodically
-from storage.generation import Generation
+from storage.generation import open_generation
 from storage.repositories import Repositories
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
 from storage.scrub import Scrubber
@@ -68,11 +68,12 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     root = settings.data_dir
     for folder in (root, root / "blobs", root / "uploads"):
         folder.mkdir(parents=True, exist_ok=True)
-    app[TOKENS] = TokenIssuer(load_or_create_key(root / "keys" / "registry.pem"), REGISTRY_SERVICE)
     db = open_database(settings.database, root)
     await db.open()
     await db.migrate("storage", STORAGE_MIGRATIONS)
-    generation = Generation(root / "generation")
+    key = await server_key(db, root / "keys" / "registry.pem")
+    app[TOKENS] = TokenIssuer(key, REGISTRY_SERVICE)
+    generation = await open_generation(db, root)
     repositories = Repositories(db)
     blobs = BlobStore(root / "blobs")
     app[DATABASE] = db
@@ -118,7 +119,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-    generation.close()
+    await generation.close()
     await db.close()
 
 

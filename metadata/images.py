@@ -277,7 +277,7 @@ async def commit_image(db: Database, registry: RegistryContext, image: Image) ->
             " WHERE id = ? AND committed IS NULL",
             (now(), digest, sum(layer.size for layer in layers), image.id),
         )
-    registry.changed()
+    await registry.changed()
     return await get_image(db, image.id)
 
 
@@ -316,7 +316,7 @@ async def delete_image(db: Database, registry: RegistryContext, image: Image) ->
             raise NotFound(f"image {image.id!r} not found")
         await delete_repository_in(conn, image.repository)
     # Stops the image's credentials at once too (registry/auth.py `_is_live`).
-    registry.changed()
+    await registry.changed()
 
 
 # -- search (POST /images/search, as the Go client sends it) -----------------------------------

@@ -23,6 +23,8 @@ from storage.dialects import postgres_ddl, postgres_query
 # database uses ("beakerd" in ASCII, then a counter).
 WRITE_LOCK = 0x6265616B657264_00
 MIGRATION_LOCK = 0x6265616B657264_01
+# Keys of pg_try_advisory_lock, held by a session for a whole pass (storage/work_lock.py).
+WORK_LOCKS = {"gc": 0x6265616B657264_02, "scrub": 0x6265616B657264_03}
 
 # SQLite's functions that beakerd's SQL uses and PostgreSQL lacks, defined on PostgreSQL so
 # that one text serves both engines.
@@ -126,3 +128,20 @@ class PostgresDatabase(Database):
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return list(await self._open().fetch(postgres_query(sql), *params))
+
+    @asynccontextmanager
+    async def try_advisory_lock(self, work: str) -> AsyncIterator[bool]:
+        """The session-level advisory lock of `work`, if free: yields whether it was taken.
+
+        It is held on a pooled connection kept for the block; a lost connection or a dead
+        process releases it with the session. The pool resets a connection it gets back (asyncpg
+        unlocks every advisory lock then), so even a failed unlock leaves nothing held.
+        """
+        key = WORK_LOCKS[work]
+        async with self._open().acquire() as conn:
+            taken = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            try:
+                yield taken
+            finally:
+                if taken:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", key)

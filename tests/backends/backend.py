@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,10 @@ class Backend:
         """Settings for an in-process app."""
         if self.postgres is None:
             return {}
-        return {"database": asyncio.run(self.postgres.create_database())}
+        # A thread of its own: asyncio.run refuses to run inside an async fixture's loop.
+        with ThreadPoolExecutor(1) as pool:
+            url = pool.submit(asyncio.run, self.postgres.create_database()).result()
+        return {"database": url}
 
     def args(self) -> list[str]:
         """The same, as flags of `beakerd serve`."""
