@@ -51,8 +51,11 @@ def _answer(status: str, stores: dict[str, str], reason: str | None = None) -> w
 
 
 def readyz_handler(database: web.AppKey[Database], data_dir: Path) -> Handler:
+    blob_folder = (data_dir / "blobs").resolve()
+
     async def readyz(request: web.Request) -> web.Response:
-        stores = {"blob_store": f"file://{data_dir}"}
+        # Resolved: the folder may be a link to storage other processes share.
+        stores = {"blob_store": f"file://{blob_folder}"}
         db = request.app.get(database)
         if db is not None:
             stores["database"] = db.describe()
