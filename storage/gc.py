@@ -120,6 +120,25 @@ _PINS = {
 }
 
 
+# One step of following references from a live manifest: to the manifests an index lists, and
+# to the referrers whose subject it is. SQLite takes the two as two recursive selects;
+# PostgreSQL allows one recursive term referring to `live` once, so the two are a LATERAL union.
+_FOLLOW = {
+    "sqlite": """SELECT mr.repository_id, mr.child_digest FROM manifest_references mr
+        JOIN live l ON l.repository_id = mr.repository_id AND l.digest = mr.manifest_digest
+        WHERE mr.child_is_manifest = 1
+    UNION SELECT m.repository_id, m.digest FROM manifests m
+        JOIN live l ON l.repository_id = m.repository_id AND m.subject = l.digest""",
+    "postgresql": """SELECT next.repository_id, next.digest FROM live l CROSS JOIN LATERAL (
+        SELECT mr.repository_id, mr.child_digest AS digest FROM manifest_references mr
+            WHERE mr.repository_id = l.repository_id AND mr.manifest_digest = l.digest
+            AND mr.child_is_manifest = 1
+        UNION ALL SELECT m.repository_id, m.digest FROM manifests m
+            WHERE m.repository_id = l.repository_id AND m.subject = l.digest
+    ) next""",
+}
+
+
 def _live_manifests(dialect: Dialect) -> str:
     return f"""
 WITH RECURSIVE live (repository_id, digest) AS (
@@ -128,11 +147,7 @@ WITH RECURSIVE live (repository_id, digest) AS (
     UNION SELECT m.repository_id, m.digest FROM manifests m
         JOIN repositories r ON r.id = m.repository_id WHERE r.immutable = 1
     UNION {_PINS[dialect]}
-    UNION SELECT mr.repository_id, mr.child_digest FROM manifest_references mr
-        JOIN live l ON l.repository_id = mr.repository_id AND l.digest = mr.manifest_digest
-        WHERE mr.child_is_manifest = 1
-    UNION SELECT m.repository_id, m.digest FROM manifests m
-        JOIN live l ON l.repository_id = m.repository_id AND m.subject = l.digest
+    UNION {_FOLLOW[dialect]}
 )
 SELECT m.repository_id, m.digest FROM manifests m
 WHERE NOT EXISTS (

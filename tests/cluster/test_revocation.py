@@ -4,40 +4,17 @@ until the shared change counter moves (storage/generation_row.py)."""
 
 from __future__ import annotations
 
-import base64
-import json
 import time
-import urllib.error
-import urllib.request
-from typing import Any
 
 import pytest
 
 from tests.backends.cluster import Cluster, Replica
+from tests.cluster.calls import basic, call
 
 pytestmark = pytest.mark.e2e
 
 # What the issue asks of a revocation: stopped everywhere within this long.
 PROPAGATION_SECONDS = 1.0
-
-
-def _call(url: str, method: str = "GET", auth: str = "", body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method)
-    if auth:
-        request.add_header("Authorization", auth)
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            raw = answer.read()
-            return answer.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as e:
-        return e.code, None
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def _admin(cluster: Cluster) -> str:
@@ -53,7 +30,7 @@ def _refused_everywhere_within(
     refused: dict[int, float] = {}
     while len(refused) < len(replicas) and time.monotonic() - started <= seconds:
         for replica in replicas:
-            if replica.index not in refused and _call(replica.url + path, auth=auth)[0] == 401:
+            if replica.index not in refused and call(replica.url + path, auth=auth)[0] == 401:
                 refused[replica.index] = time.monotonic() - started
         time.sleep(0.01)
     return refused
@@ -63,18 +40,18 @@ def _accepted_everywhere(replicas: list[Replica], path: str, auth: str) -> None:
     for replica in replicas:
         # Twice: the second answer comes from the replica's cache of what is live.
         for _ in range(2):
-            assert _call(replica.url + path, auth=auth)[0] == 200, replica.index
+            assert call(replica.url + path, auth=auth)[0] == 200, replica.index
 
 
 def test_a_token_revoked_through_one_replica_is_refused_by_every_replica(
     cluster: Cluster,
 ) -> None:
-    status, token = _call(
+    status, token = call(
         cluster.url + "/api/v3/user/tokens", "POST", _admin(cluster), {"description": "doomed"}
     )
     assert status == 200, token
     scope = "repository:tester/cluster/revoked:pull,push"
-    status, issued = _call(
+    status, issued = call(
         f"{cluster.url}/v2/token?service=beakerd&scope={scope}",
         auth=basic(cluster.username, token["token"]),
     )
@@ -84,7 +61,7 @@ def test_a_token_revoked_through_one_replica_is_refused_by_every_replica(
     _accepted_everywhere(cluster.replicas, "/v2/", bearer)
 
     revoker = cluster.replicas[0]
-    status, _ = _call(f"{revoker.url}/api/v3/user/tokens/{token['id']}", "DELETE", _admin(cluster))
+    status, _ = call(f"{revoker.url}/api/v3/user/tokens/{token['id']}", "DELETE", _admin(cluster))
     assert status == 204
     refused = _refused_everywhere_within(cluster.replicas, "/v2/", bearer, PROPAGATION_SECONDS)
     assert sorted(refused) == [r.index for r in cluster.replicas], refused
@@ -93,11 +70,11 @@ def test_a_token_revoked_through_one_replica_is_refused_by_every_replica(
 def test_credentials_of_an_image_deleted_through_one_replica_stop_on_every_replica(
     cluster: Cluster,
 ) -> None:
-    status, image = _call(
+    status, image = call(
         cluster.url + "/api/v3/images?name=cluster-doomed", "POST", _admin(cluster), {}
     )
     assert status == 200, image
-    status, repo = _call(
+    status, repo = call(
         f"{cluster.url}/api/v3/images/{image['id']}/repository?upload=true",
         auth=_admin(cluster),
     )
@@ -108,10 +85,10 @@ def test_credentials_of_an_image_deleted_through_one_replica_stop_on_every_repli
     for replica in cluster.replicas:
         # Nothing pushed yet: NAME_UNKNOWN, but past authentication, and the liveness cached.
         for _ in range(2):
-            assert _call(replica.url + path, auth=credential)[0] in (200, 404), replica.index
+            assert call(replica.url + path, auth=credential)[0] in (200, 404), replica.index
 
     deleter = cluster.replicas[1]
-    status, _ = _call(f"{deleter.url}/api/v3/images/{image['id']}", "DELETE", _admin(cluster))
+    status, _ = call(f"{deleter.url}/api/v3/images/{image['id']}", "DELETE", _admin(cluster))
     assert status in (200, 204)
     refused = _refused_everywhere_within(cluster.replicas, path, credential, PROPAGATION_SECONDS)
     assert sorted(refused) == [r.index for r in cluster.replicas], refused
