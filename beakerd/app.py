@@ -21,7 +21,7 @@ from registry.context import REGISTRY, RegistryContext
 from registry.middleware import registry_errors
 from registry.routes import add_routes as add_registry_routes
 from registry.tokens import TOKENS, TokenIssuer, server_key
-from storage.blobs import BlobStore
+from storage.blobstore.backend import BlobBackend, open_blob_store
 from storage.database import Database, open_database
 from storage.gc import GarbageCollector, GcPolicy, run_periodically
 from storage.generation import open_generation
@@ -29,9 +29,9 @@ from storage.repositories import Repositories
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
 from storage.scrub import Scrubber
 from storage.scrub import run_periodically as scrub_periodically
-from storage.uploads import UploadSessions
 
 DATABASE = web.AppKey("database", Database)
+BLOB_BACKEND = web.AppKey("blob_backend", BlobBackend)
 # The `service` of registry tokens: their audience, echoed by clients from our challenges.
 REGISTRY_SERVICE = "beakerd"
 
@@ -58,7 +58,7 @@ def create_app(settings: Settings) -> web.Application:
     # After _storage: it serves app[METADATA].
     app.cleanup_ctx.append(grpc_server.grpc_context(settings))
     # After _storage: the metrics gauges read the database it opens.
-    health.add_routes(app, DATABASE, settings.data_dir)
+    health.add_routes(app, DATABASE, settings.data_dir, settings.blob_store)
     metrics.add_routes(app, DATABASE)
     return app
 
@@ -66,21 +66,40 @@ def create_app(settings: Settings) -> web.Application:
 async def _storage(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     root = settings.data_dir
-    for folder in (root, root / "blobs", root / "uploads"):
-        folder.mkdir(parents=True, exist_ok=True)
-    db = open_database(settings.database, root)
+    root.mkdir(parents=True, exist_ok=True)
+    db = open_database(settings.database, root, settings.database_connect_timeout_seconds)
     await db.open()
-    await db.migrate("storage", STORAGE_MIGRATIONS)
-    key = await server_key(db, root / "keys" / "registry.pem")
-    app[TOKENS] = TokenIssuer(key, REGISTRY_SERVICE)
+    try:
+        await db.migrate("storage", STORAGE_MIGRATIONS)
+        key = await server_key(db, root / "keys" / "registry.pem")
+        app[TOKENS] = TokenIssuer(key, REGISTRY_SERVICE)
+        repositories = Repositories(db)
+        async with open_blob_store(
+            settings.blob_location,
+            db,
+            repositories,
+            lock_root=root,
+            s3_endpoint=settings.s3_endpoint,
+            redirect=settings.blob_redirect,
+        ) as backend:
+            async for _ in _serving(app, db, repositories, backend):
+                yield
+    finally:
+        await db.close()
+
+
+async def _serving(
+    app: web.Application, db: Database, repositories: Repositories, backend: BlobBackend
+) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    root = settings.data_dir
     generation = await open_generation(db, root)
-    repositories = Repositories(db)
-    blobs = BlobStore(root / "blobs")
     app[DATABASE] = db
+    app[BLOB_BACKEND] = backend
     app[REGISTRY] = RegistryContext(
         repositories=repositories,
-        blobs=blobs,
-        uploads=UploadSessions(db, root / "uploads", blobs, repositories),
+        blobs=backend.reader,
+        uploads=backend.uploads,
         generation=generation,
     )
     app[METADATA] = await open_metadata(
@@ -97,7 +116,12 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     if AUTHORITY not in app:  # tests may bring their own
         app[AUTHORITY] = BeakerAuthority(db)
     collector = GarbageCollector(
-        db, root, gc_policy(settings), generation.bump, BeakerRepositoryOwners(db)
+        db,
+        backend.root,
+        gc_policy(settings),
+        generation.bump,
+        BeakerRepositoryOwners(db),
+        backend.reclaimer,
     )
     gc_task = (
         asyncio.create_task(
@@ -106,21 +130,25 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         if settings.gc_interval_seconds > 0
         else None
     )
-    scrubber = Scrubber(db, root, settings.scrub_rate_bytes_per_second)
+    scrubber = Scrubber(db, backend.root, settings.scrub_rate_bytes_per_second)
     scrub_task = (
         asyncio.create_task(
             scrub_periodically(scrubber, settings.scrub_interval_seconds, metrics.record_scrub)
         )
-        if settings.scrub_rate_bytes_per_second > 0 and settings.scrub_interval_seconds > 0
+        if backend.scrubbable
+        and settings.scrub_rate_bytes_per_second > 0
+        and settings.scrub_interval_seconds > 0
         else None
     )
-    yield
-    for task in (gc_task, scrub_task):
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-    await generation.close()
-    await db.close()
+    try:
+        yield
+    finally:
+        for task in (gc_task, scrub_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        scrubber.close()
+        await generation.close()
 
 
 def gc_policy(settings: Settings) -> GcPolicy:

@@ -12,6 +12,7 @@ from typing import Any
 from beakerd.commands import accounts, fsck, gc, serve
 from beakerd.logging_setup import configure_logging
 from beakerd.settings import ConfigError, Settings, load_settings
+from storage.database import DatabaseUnavailable
 
 # Options every subcommand takes, because they say where the data is and how to log.
 _SETTINGS_FROM_ARGS = (
@@ -20,6 +21,7 @@ _SETTINGS_FROM_ARGS = (
     "public_address",
     "data_dir",
     "database",
+    "blob_store",
     "log_level",
     "log_format",
     "workers",
@@ -60,6 +62,11 @@ class _Parser(argparse.ArgumentParser):
             " (default: beakerd.db in the data folder)",
         )
         shared.add_argument(
+            "--blob-store",
+            default=argparse.SUPPRESS,
+            help="file:///PATH or s3://BUCKET[/PREFIX] (default: the data folder)",
+        )
+        shared.add_argument(
             "--log-level", default=argparse.SUPPRESS, help="debug, info, warning or error"
         )
         shared.add_argument(
@@ -97,4 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level, settings.log_format)
     run: Command = args.run
-    return run(settings, args)
+    try:
+        return run(settings, args)
+    except DatabaseUnavailable as e:
+        print(f"beakerd: {e}", file=sys.stderr)
+        return 2

@@ -50,12 +50,9 @@ def _answer(status: str, stores: dict[str, str], reason: str | None = None) -> w
     return web.json_response(body, status=200 if reason is None else 503)
 
 
-def readyz_handler(database: web.AppKey[Database], data_dir: Path) -> Handler:
-    blob_folder = (data_dir / "blobs").resolve()
-
+def readyz_handler(database: web.AppKey[Database], data_dir: Path, blob_store: str) -> Handler:
     async def readyz(request: web.Request) -> web.Response:
-        # Resolved: the folder may be a link to storage other processes share.
-        stores = {"blob_store": f"file://{blob_folder}"}
+        stores = {"blob_store": blob_store}
         db = request.app.get(database)
         if db is not None:
             stores["database"] = db.describe()
@@ -90,8 +87,16 @@ async def _on_shutdown(app: web.Application) -> None:
     app[DRAINING].append(True)
 
 
-def add_routes(app: web.Application, database: web.AppKey[Database], data_dir: Path) -> None:
+def add_routes(
+    app: web.Application,
+    database: web.AppKey[Database],
+    data_dir: Path,
+    blob_store: str | None = None,
+) -> None:
+    """`blob_store`: the store's URL as the settings name it (never with credentials)."""
     app[DRAINING] = []
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz_handler(database, data_dir))
+    app.router.add_get(
+        "/readyz", readyz_handler(database, data_dir, blob_store or f"file://{data_dir}")
+    )
     app.on_shutdown.append(_on_shutdown)

@@ -17,6 +17,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from storage.blobstore.location import FileLocation, S3Location, parse_location
 from storage.postgres import is_postgres_url
 from storage.sqlite import sqlite_path
 
@@ -44,6 +45,28 @@ class Settings(BaseSettings):
         default=None,
         description="`sqlite:///PATH` or `postgresql://USER:PASS@HOST:PORT/DB`, which replicas"
         " share (`--database`); unset: `beakerd.db` in the data folder.",
+    )
+    database_connect_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="How long start-up waits for a PostgreSQL server that is not answering yet.",
+    )
+    blob_store: str | None = Field(
+        default=None,
+        description="Where blobs live (`--blob-store`): `file:///PATH` (a folder) or"
+        " `s3://BUCKET[/PREFIX]` (credentials and region from AWS_ACCESS_KEY_ID,"
+        " AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION); unset: the data folder.",
+    )
+    s3_endpoint: str | None = Field(
+        default=None,
+        description="URL of an S3-compatible server (SeaweedFS, MinIO, Ceph) for an s3://"
+        " blob store; unset: AWS. Pulls redirected to it must reach it from clients too.",
+    )
+    blob_redirect: bool = Field(
+        default=True,
+        description="With an S3 blob store, answer pulls with a 307 redirect to a presigned"
+        " URL (off: stream them through beakerd).",
     )
     log_level: str = Field(default="info", description="debug, info, warning or error.")
     public_address: str | None = Field(
@@ -183,6 +206,26 @@ class Settings(BaseSettings):
         if level not in {"debug", "info", "warning", "error"}:
             raise ValueError("must be one of debug, info, warning, error")
         return level
+
+    @field_validator("blob_store")
+    @classmethod
+    def _known_store(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_location(value)  # BadLocation is a ValueError: reported with the setting
+        return value
+
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _http_endpoint(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @property
+    def blob_location(self) -> FileLocation | S3Location:
+        if self.blob_store is None:
+            return FileLocation(self.data_dir)
+        return parse_location(self.blob_store)
 
     @property
     def tls_enabled(self) -> bool:

@@ -182,10 +182,11 @@ class Beakerd:
         self.port = _free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> float:
+    def start(self, extra_args: list[str] | None = None) -> float:
         """Start the server; returns seconds from process start to `/v2/` answering."""
         cmd = [sys.executable, "-m", "beakerd", "serve", "--host", "127.0.0.1",
-               "--port", str(self.port), "--data-dir", str(self.root)]  # fmt: skip
+               "--port", str(self.port), "--data-dir", str(self.root),
+               *(extra_args or [])]  # fmt: skip
         log = open(self.log_path, "ab")
         started = time.monotonic()
         self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT)

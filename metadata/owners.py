@@ -28,11 +28,19 @@ class BeakerRepositoryOwners:
         )
         return {name for name in names if _namespace(name) in namespaces or name in images}
 
-    async def pins(self) -> list[tuple[str, str]]:
-        rows = await self.db.fetchall(
-            "SELECT repository, digest FROM images WHERE digest IS NOT NULL"
-        )
-        return [(str(row[0]), str(row[1])) for row in rows]
+    async def pinned(self, manifests: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        wanted = set(manifests)
+        repositories = sorted({repository for repository, _ in wanted})
+        found: set[tuple[str, str]] = set()
+        for start in range(0, len(repositories), _CHUNK):
+            part = repositories[start : start + _CHUNK]
+            rows = await self.db.fetchall(
+                "SELECT repository, digest FROM images WHERE digest IS NOT NULL"
+                f" AND repository IN ({','.join('?' * len(part))})",
+                part,
+            )
+            found.update((str(row[0]), str(row[1])) for row in rows)
+        return found & wanted
 
     async def _present(self, query: str, values: set[str]) -> set[str]:
         """Which of `values` the one-column `query` (with an IN list to fill) returns."""

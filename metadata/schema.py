@@ -1,10 +1,34 @@
-"""The metadata tables. Each string is one migration; append, never edit, once released.
+"""The metadata tables. Each item is one migration; append, never edit, once released.
 
 Times are UNIX seconds (REAL). Names are unique where Beaker makes them unique: accounts and
 organizations globally, workspaces per organization, images per author.
 """
 
-MIGRATIONS: list[str] = [
+from storage.database import Migration
+from storage.triggers import Trigger, trigger_migration
+
+# A Beaker image's pin ends when the image is deleted (or its digest changes): the manifest it
+# pinned goes into garbage collection's review queue (storage/review.py), whose own triggers
+# cannot see this table.
+_UNPIN = (
+    "INSERT INTO gc_manifest_review (repository_id, digest, review_after)"
+    " SELECT r.id, OLD.digest, 0 FROM repositories r WHERE r.name = OLD.repository"
+    " ON CONFLICT (repository_id, digest) DO UPDATE SET review_after = 0"
+)
+
+# A repository whose image or account is gone may be an orphan (storage/orphans.py).
+_REVIEW_IMAGE_REPOSITORY = (
+    "INSERT INTO gc_repository_review (repository_id, review_after)"
+    " SELECT r.id, 0 FROM repositories r WHERE r.name = OLD.repository"
+    " ON CONFLICT (repository_id) DO UPDATE SET review_after = 0"
+)
+_REVIEW_NAMESPACE = (
+    "INSERT INTO gc_repository_review (repository_id, review_after)"
+    " SELECT r.id, 0 FROM repositories r WHERE r.name = OLD.name OR r.name LIKE OLD.name || '/%'"
+    " ON CONFLICT (repository_id) DO UPDATE SET review_after = 0"
+)
+
+MIGRATIONS: list[Migration] = [
     """
     CREATE TABLE accounts (
         id TEXT PRIMARY KEY,
@@ -87,4 +111,27 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE images ADD COLUMN narrative_html TEXT
     """,
+    trigger_migration(
+        [
+            Trigger(
+                "gc_image_deleted", "DELETE", "images", [_UNPIN], when="OLD.digest IS NOT NULL"
+            ),
+            Trigger("gc_image_repository", "DELETE", "images", [_REVIEW_IMAGE_REPOSITORY]),
+            Trigger("gc_account_deleted", "DELETE", "accounts", [_REVIEW_NAMESPACE]),
+            Trigger(
+                "gc_account_renamed",
+                "UPDATE OF name",
+                "accounts",
+                [_REVIEW_NAMESPACE],
+                when="OLD.name <> NEW.name",
+            ),
+            Trigger(
+                "gc_image_unpinned",
+                "UPDATE OF digest",
+                "images",
+                [_UNPIN],
+                when="OLD.digest IS NOT NULL AND (NEW.digest IS NULL OR NEW.digest <> OLD.digest)",
+            ),
+        ],
+    ),
 ]

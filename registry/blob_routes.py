@@ -23,7 +23,8 @@ from registry.context import REGISTRY
 from registry.errors import ErrorCode, RegistryError
 from registry.names import check_name, parse_digest
 from registry.visibility import visible_blob_size
-from storage.blobs import BlobStore, identity_of
+from storage.blobs import identity_of
+from storage.blobstore import BlobMissing, BlobReader
 from storage.digests import Digest
 
 log = logging.getLogger("beakerd.registry")
@@ -55,20 +56,58 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
         "Accept-Ranges": "bytes",
         "Content-Type": "application/octet-stream",
     }
-    if await ctx.blobs.size_on_disk(digest) is None:
+    if not await ctx.blobs.present(digest):
         # A row without its file (taken out as corrupt, or lost): the client hears the blob is
         # gone, and pushes it again.
         raise _blob_unknown(str(digest))
     if request.method == "HEAD":
         headers["Content-Length"] = str(size)
         return web.Response(headers=headers)
-    path = ctx.blobs.path(digest)
+    path = ctx.blobs.local_path(digest)
+    if path is None:
+        url = await ctx.blobs.redirect_url(digest)
+        if url is not None:
+            # The client fetches the bytes from the store itself, with its Range if any.
+            return web.Response(status=307, headers={**headers, "Location": url})
+        return await _streamed(request, ctx.blobs, digest, size, headers)
     if request.transport is not None and request.transport.get_extra_info("sslcontext"):
         # aiohttp's FileResponse falls back to small, unpipelined writes under TLS.
         response = ThreadedFileResponse(path, headers)
         response.verify(VerifiedBlob(ctx.blobs, digest))
         return response
     return web.FileResponse(path, headers=headers)
+
+
+async def _streamed(
+    request: web.Request, blobs: BlobReader, digest: Digest, size: int, headers: dict[str, str]
+) -> web.StreamResponse:
+    """The blob read from the store and passed on, the next chunk read while one is sent."""
+    try:
+        wanted = byte_range(request, size)
+    except ValueError:
+        return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
+    start, count = wanted if wanted is not None else (0, size)
+    chunks = aiter(blobs.read(digest, start, count))
+    try:
+        first = await anext(chunks, b"")
+    except BlobMissing:
+        raise _blob_unknown(str(digest)) from None
+    response = web.StreamResponse(status=206 if wanted is not None else 200, headers=headers)
+    if wanted is not None:
+        response.headers["Content-Range"] = f"bytes {start}-{start + count - 1}/{size}"
+    response.content_length = count
+    await response.prepare(request)
+    sent = len(first)
+    if first:
+        await response.write(first)
+    async for data in chunks:
+        sent += len(data)
+        await response.write(data)
+    if sent != count:
+        # The object is shorter than its row: cut the connection rather than end the body.
+        raise ConnectionResetError(f"blob {digest} ended after {sent} of {count} bytes")
+    await response.write_eof()
+    return response
 
 
 def byte_range(request: web.BaseRequest, size: int) -> tuple[int, int] | None:
@@ -93,7 +132,7 @@ def byte_range(request: web.BaseRequest, size: int) -> tuple[int, int] | None:
 class VerifiedBlob:
     """The digest a whole-body stream must hash to, and the store to take the file out of."""
 
-    def __init__(self, store: BlobStore, digest: Digest) -> None:
+    def __init__(self, store: BlobReader, digest: Digest) -> None:
         self.store = store
         self.digest = digest
         self.hasher = digest.hasher()

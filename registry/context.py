@@ -8,7 +8,7 @@ from aiohttp import web
 
 from registry.cache import GenerationCache
 from registry.errors import ErrorCode, RegistryError
-from storage.blobs import BlobStore
+from storage.blobstore import BlobReader, BlobUploads
 from storage.generation import Generation
 from storage.repositories import (
     ManifestRecord,
@@ -16,7 +16,6 @@ from storage.repositories import (
     RepositoryFrozen,
     RepositoryUnknown,
 )
-from storage.uploads import UploadSessions
 
 # Manifests above this size are served from the database each time rather than cached.
 CACHEABLE_MANIFEST_BYTES = 256 << 10
@@ -25,8 +24,8 @@ CACHEABLE_MANIFEST_BYTES = 256 << 10
 @dataclass
 class RegistryContext:
     repositories: Repositories
-    blobs: BlobStore
-    uploads: UploadSessions
+    blobs: BlobReader
+    uploads: BlobUploads
     generation: Generation
     tags: GenerationCache[tuple[str, str], str] = field(init=False)
     manifests: GenerationCache[tuple[str, str], ManifestRecord] = field(init=False)

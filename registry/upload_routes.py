@@ -12,9 +12,9 @@ from registry.context import REGISTRY, RegistryContext
 from registry.errors import ErrorCode, RegistryError
 from registry.names import check_name, parse_digest
 from registry.visibility import readable_elsewhere
+from storage.blobstore import DigestMismatch, OffsetMismatch, Upload, UploadError
 from storage.digests import Digest
 from storage.repositories import MissingBlobs
-from storage.uploads import DigestMismatch, OffsetMismatch, Upload, UploadError
 
 # ASCII digits only (re.ASCII: `\d` alone also matches other scripts' digits), and at most
 # 19 of them: int() refuses numbers of over 4300 digits, and no blob is 10^19 bytes.

@@ -15,11 +15,14 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
+from storage.blobstore import BlobMissing
 from storage.digests import Digest
 
 LOST_AND_FOUND = "lost+found"
+_READ_CHUNK = 1 << 20
 # (st_dev, st_ino) of an open blob file: which file was read, whatever its path holds now.
 FileIdentity = tuple[int, int]
 
@@ -52,6 +55,30 @@ class BlobStore:
         except FileNotFoundError:
             return None
         return stat.st_size
+
+    async def present(self, digest: Digest) -> bool:
+        return await self.size_on_disk(digest) is not None
+
+    def local_path(self, digest: Digest) -> Path | None:
+        return self.path(digest)
+
+    async def redirect_url(self, digest: Digest) -> str | None:
+        return None
+
+    async def read(self, digest: Digest, start: int, length: int) -> AsyncIterator[bytes]:
+        try:
+            f = await asyncio.to_thread(self.path(digest).open, "rb")
+        except FileNotFoundError:
+            raise BlobMissing(str(digest)) from None
+        try:
+            await asyncio.to_thread(f.seek, start)
+            while length > 0 and (
+                data := await asyncio.to_thread(f.read, min(_READ_CHUNK, length))
+            ):
+                length -= len(data)
+                yield data
+        finally:
+            await asyncio.to_thread(f.close)
 
     async def quarantine(self, digest: Digest, read: FileIdentity) -> Path | None:
         """Move the corrupt file `read` out of the store; its new path, None if it was gone."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -24,6 +24,9 @@ import asyncpg
 
 Params = Sequence[Any]
 Dialect = Literal["sqlite", "postgresql"]
+# One migration step: a script for both engines (SQLite's DDL, translated for PostgreSQL), or,
+# where they have no common form (triggers), one script per engine.
+Migration = str | Mapping[Dialect, str]
 
 # What a uniqueness, foreign-key or check constraint refusing a write raises, on either engine.
 IntegrityError: tuple[type[Exception], ...] = (
@@ -32,6 +35,10 @@ IntegrityError: tuple[type[Exception], ...] = (
 )
 # Any failure the engine reports (full disk, lost connection, constraint...), on either engine.
 DatabaseError: tuple[type[Exception], ...] = (sqlite3.Error, asyncpg.PostgresError)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot be opened; the message is one line for the operator."""
 
 
 class Row(Protocol):
@@ -67,7 +74,7 @@ class Database(ABC):
     async def close(self) -> None: ...
 
     @abstractmethod
-    async def migrate(self, component: str, migrations: Iterable[str]) -> None:
+    async def migrate(self, component: str, migrations: Iterable[Migration]) -> None:
         """Apply, in order, the migrations of `component` not yet applied; once, however many
         processes or replicas start together."""
 
@@ -92,7 +99,12 @@ class Database(ABC):
         return self.dialect
 
 
-def open_database(url: str | None, data_dir: Path) -> Database:
+def migration_script(step: Migration, dialect: Dialect) -> str:
+    """The text of one migration step for `dialect` (not yet translated for PostgreSQL)."""
+    return step if isinstance(step, str) else step[dialect]
+
+
+def open_database(url: str | None, data_dir: Path, connect_seconds: float = 30.0) -> Database:
     """The database a `--database` URL names (SQLite in the data folder when None)."""
     from storage.postgres import PostgresDatabase, is_postgres_url
     from storage.sqlite import SqliteDatabase, sqlite_path
@@ -100,5 +112,5 @@ def open_database(url: str | None, data_dir: Path) -> Database:
     if url is None:
         return SqliteDatabase(data_dir / "beakerd.db")
     if is_postgres_url(url):
-        return PostgresDatabase(url)
+        return PostgresDatabase(url, connect_seconds=connect_seconds)
     return SqliteDatabase(sqlite_path(url))

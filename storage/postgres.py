@@ -8,6 +8,9 @@ Reads take no lock and see the last committed state (READ COMMITTED).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,15 +19,24 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from storage.database import Connection, Database, Dialect, Params, Row
+from storage.database import (
+    Connection,
+    Database,
+    DatabaseUnavailable,
+    Dialect,
+    Migration,
+    Params,
+    Row,
+    migration_script,
+)
 from storage.dialects import postgres_ddl, postgres_query
 
 # Keys of pg_advisory_xact_lock: any fixed 64-bit numbers no other application on the
 # database uses ("beakerd" in ASCII, then a counter).
 WRITE_LOCK = 0x6265616B657264_00
 MIGRATION_LOCK = 0x6265616B657264_01
-# Keys of pg_try_advisory_lock, held by a session for a whole pass (storage/work_lock.py).
-WORK_LOCKS = {"gc": 0x6265616B657264_02, "scrub": 0x6265616B657264_03}
+
+_BEGIN_WRITE = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
 
 # SQLite's functions that beakerd's SQL uses and PostgreSQL lacks, defined on PostgreSQL so
 # that one text serves both engines.
@@ -68,9 +80,10 @@ class _PostgresConnection:
 class PostgresDatabase(Database):
     dialect: Dialect = "postgresql"
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, connect_seconds: float = 30.0) -> None:
         self.url = url
         self._pool_size = pool_size
+        self._connect_seconds = connect_seconds
         self._pool: Any = None
 
     def describe(self) -> str:
@@ -80,9 +93,7 @@ class PostgresDatabase(Database):
         return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
     async def open(self) -> None:
-        self._pool = await asyncpg.create_pool(
-            self.url, min_size=1, max_size=self._pool_size, command_timeout=60
-        )
+        self._pool = await self._create_pool()
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
             await conn.execute(
@@ -90,6 +101,27 @@ class PostgresDatabase(Database):
                 " component TEXT PRIMARY KEY, version BIGINT NOT NULL)"
             )
             await conn.execute(_COMPATIBILITY)
+
+    async def _create_pool(self) -> Any:
+        """A pool, once the server answers: replicas may start before their database does."""
+        deadline = time.monotonic() + self._connect_seconds
+        delay = 0.1
+        while True:
+            try:
+                return await asyncpg.create_pool(
+                    self.url, min_size=1, max_size=self._pool_size, command_timeout=60
+                )
+            except (TimeoutError, OSError, asyncpg.CannotConnectNowError) as e:
+                if time.monotonic() + delay > deadline:
+                    raise self._unavailable(e) from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as e:
+                raise self._unavailable(e) from None  # wrong password, no such database...
+
+    def _unavailable(self, error: Exception) -> DatabaseUnavailable:
+        reason = str(error) or type(error).__name__
+        return DatabaseUnavailable(f"cannot open the database {self.describe()}: {reason}")
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -101,7 +133,7 @@ class PostgresDatabase(Database):
             raise RuntimeError("database is not open")
         return self._pool
 
-    async def migrate(self, component: str, migrations: Iterable[str]) -> None:
+    async def migrate(self, component: str, migrations: Iterable[Migration]) -> None:
         # Replicas starting together queue on the lock; each then finds the work done.
         async with self._open().acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
@@ -110,8 +142,9 @@ class PostgresDatabase(Database):
                 "SELECT version FROM schema_migrations WHERE component = $1", component
             )
             steps = list(migrations)
-            for script in steps[done or 0 :]:
-                await conn.execute(postgres_ddl(script))  # no arguments: several statements
+            for step in steps[done or 0 :]:
+                # No arguments: the script may hold several statements.
+                await conn.execute(postgres_ddl(migration_script(step, self.dialect)))
             if len(steps) > (done or 0):
                 await conn.execute(
                     "INSERT INTO schema_migrations (component, version) VALUES ($1, $2)"
@@ -122,9 +155,19 @@ class PostgresDatabase(Database):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        async with self._open().acquire() as conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", WRITE_LOCK)
-            yield _PostgresConnection(conn)
+        async with self._open().acquire() as conn:
+            # BEGIN and the lock in one round trip (the simple protocol takes both); a
+            # connection given back mid-transaction (a cancelled task) is rolled back by the
+            # pool's reset.
+            await conn.execute(_BEGIN_WRITE)
+            try:
+                yield _PostgresConnection(conn)
+            except BaseException:
+                # The first error is the one to report; a broken connection is the pool's.
+                with contextlib.suppress(asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+                    await conn.execute("ROLLBACK")
+                raise
+            await conn.execute("COMMIT")
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return list(await self._open().fetch(postgres_query(sql), *params))
@@ -137,8 +180,12 @@ class PostgresDatabase(Database):
         process releases it with the session. The pool resets a connection it gets back (asyncpg
         unlocks every advisory lock then), so even a failed unlock leaves nothing held.
         """
-        key = WORK_LOCKS[work]
         async with self._open().acquire() as conn:
+            # Keyed by schema as well: stores that share a database in schemas of their own
+            # (as the tests' do) each have their own lock.
+            key = await conn.fetchval(
+                "SELECT hashtextextended(current_schema() || ':beakerd ' || $1, 0)", work
+            )
             taken = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
             try:
                 yield taken

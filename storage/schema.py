@@ -1,6 +1,77 @@
-"""The registry's tables. Each string is one migration; append, never edit, once released."""
+"""The registry's tables. Each item is one migration; append, never edit, once released."""
 
-MIGRATIONS: list[str] = [
+from storage.database import Migration
+from storage.triggers import Trigger, trigger_migration
+
+# Enqueueing for garbage collection's review (storage/review.py). An item already queued keeps
+# the earlier of its two review times: the review itself finds the right one.
+_REVIEW_BLOB = (
+    "INSERT INTO gc_blob_review (digest, review_after) {}"
+    " ON CONFLICT (digest) DO UPDATE SET review_after = CASE"
+    " WHEN excluded.review_after < gc_blob_review.review_after THEN excluded.review_after"
+    " ELSE gc_blob_review.review_after END"
+)
+_REVIEW_MANIFEST = (
+    "INSERT INTO gc_manifest_review (repository_id, digest, review_after) {}"
+    " ON CONFLICT (repository_id, digest) DO UPDATE SET review_after = CASE"
+    " WHEN excluded.review_after < gc_manifest_review.review_after THEN excluded.review_after"
+    " ELSE gc_manifest_review.review_after END"
+)
+
+# Every change that may leave a blob or a manifest unheld queues it: a new blob (it may never be
+# referenced), a dropped reference (manifest deleted, directly or with its repository), a new
+# manifest (it may never be tagged), a tag deleted or moved, a deleted subject (its
+# referrers). A dropped hold queues its item with review time 0: the grace period counts from
+# the blob's or manifest's own times, which the review reads. A deleted manifest queues itself
+# too, so that its content goes once no repository holds that digest.
+_REVIEW_TRIGGERS = [
+    Trigger(
+        "gc_blob_created", "INSERT", "blobs",
+        [_REVIEW_BLOB.format("VALUES (NEW.digest, NEW.created_at)")],
+    ),
+    Trigger(
+        "gc_blob_unreferenced", "DELETE", "manifest_references",
+        [_REVIEW_BLOB.format("VALUES (OLD.child_digest, 0)")],
+        when="OLD.child_is_manifest = 0",
+    ),
+    Trigger(
+        "gc_child_unreferenced", "DELETE", "manifest_references",
+        [_REVIEW_MANIFEST.format("VALUES (OLD.repository_id, OLD.child_digest, 0)")],
+        when="OLD.child_is_manifest = 1",
+    ),
+    Trigger(
+        "gc_manifest_created", "INSERT", "manifests",
+        [_REVIEW_MANIFEST.format("VALUES (NEW.repository_id, NEW.digest, NEW.created_at)")],
+    ),
+    Trigger(
+        "gc_manifest_deleted", "DELETE", "manifests",
+        [
+            _REVIEW_MANIFEST.format("VALUES (OLD.repository_id, OLD.digest, 0)"),
+            _REVIEW_MANIFEST.format(
+                "SELECT m.repository_id, m.digest, 0 FROM manifests m"
+                " WHERE m.repository_id = OLD.repository_id AND m.subject = OLD.digest"
+            ),
+        ],
+    ),
+    Trigger(
+        "gc_tag_deleted", "DELETE", "tags",
+        [_REVIEW_MANIFEST.format("VALUES (OLD.repository_id, OLD.digest, 0)")],
+    ),
+    Trigger(
+        "gc_repository_created", "INSERT", "repositories",
+        [
+            "INSERT INTO gc_repository_review (repository_id, review_after)"
+            " VALUES (NEW.id, NEW.created_at) ON CONFLICT (repository_id) DO NOTHING"
+        ],
+    ),
+    Trigger(
+        "gc_tag_moved", "UPDATE OF digest", "tags",
+        [_REVIEW_MANIFEST.format("VALUES (OLD.repository_id, OLD.digest, 0)")],
+        when="OLD.digest <> NEW.digest",
+    ),
+]  # fmt: skip
+
+MIGRATIONS: list[Migration] = [
     """
     CREATE TABLE blobs (
         digest TEXT PRIMARY KEY,
@@ -83,6 +154,70 @@ MIGRATIONS: list[str] = [
     CREATE INDEX uploads_updated_at ON uploads (updated_at);
     CREATE INDEX blobs_created_at ON blobs (created_at)
     """,
+    # S3 sessions (storage/blobstore/s3_uploads.py) keep all their state in the row, so the
+    # next chunk may land on any replica: the multipart upload, its parts as a JSON array of
+    # [number, etag, size], the bytes of the tail object not yet in a part, and the sha256
+    # state of every acknowledged byte (storage/sha256_state.py). Folder sessions leave them NULL.
+    """
+    ALTER TABLE uploads ADD COLUMN multipart_id TEXT;
+    ALTER TABLE uploads ADD COLUMN parts TEXT;
+    ALTER TABLE uploads ADD COLUMN tail INTEGER;
+    ALTER TABLE uploads ADD COLUMN hash_state BLOB
+    """,
+    # Garbage collection's review queues (storage/review.py, storage/orphans.py): what may have
+    # become garbage, with the time its grace period counts from, so a pass looks at candidates
+    # only. Existing data is queued once here: every repository (is it owned?), every
+    # unreferenced blob and every untagged manifest; leftover
+    # manifest contents (which passes before this one swept) go at once.
+    trigger_migration(
+        _REVIEW_TRIGGERS,
+        """
+        CREATE TABLE gc_blob_review (
+            digest TEXT PRIMARY KEY,
+            review_after REAL NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX gc_blob_review_due ON gc_blob_review (review_after, digest);
+
+        CREATE TABLE gc_manifest_review (
+            repository_id INTEGER NOT NULL,
+            digest TEXT NOT NULL,
+            review_after REAL NOT NULL,
+            PRIMARY KEY (repository_id, digest)
+        ) WITHOUT ROWID;
+        CREATE INDEX gc_manifest_review_due
+            ON gc_manifest_review (review_after, repository_id, digest);
+        -- Deleting a manifest looks up its tags (ON DELETE CASCADE), and a review asks whether
+        -- a tag holds it: without this index each is a scan of every tag.
+        CREATE INDEX tags_digest ON tags (repository_id, digest);
+
+        -- Repositories whose owner may be missing (storage/orphans.py): new ones, those of a
+        -- deleted image or account.
+        CREATE TABLE gc_repository_review (
+            repository_id INTEGER NOT NULL,
+            review_after REAL NOT NULL,
+            PRIMARY KEY (repository_id)
+        );
+        CREATE INDEX gc_repository_review_due
+            ON gc_repository_review (review_after, repository_id);
+
+        -- Facts a pass leaves for the next (storage/review.py), by name.
+        CREATE TABLE gc_state (
+            name TEXT PRIMARY KEY,
+            value REAL NOT NULL
+        );
+
+        INSERT INTO gc_repository_review (repository_id, review_after)
+        SELECT id, created_at FROM repositories WHERE true;
+        INSERT INTO gc_blob_review (digest, review_after)
+        SELECT b.digest, b.created_at FROM blobs b WHERE NOT EXISTS
+            (SELECT 1 FROM manifest_references mr WHERE mr.child_digest = b.digest);
+        INSERT INTO gc_manifest_review (repository_id, digest, review_after)
+        SELECT m.repository_id, m.digest, m.created_at FROM manifests m WHERE NOT EXISTS
+            (SELECT 1 FROM tags t WHERE t.repository_id = m.repository_id AND t.digest = m.digest);
+        DELETE FROM manifest_contents WHERE NOT EXISTS
+            (SELECT 1 FROM manifests m WHERE m.digest = manifest_contents.digest)
+        """,
+    ),
     # What replicas share besides the data (PostgreSQL): the change counter that every process
     # polls (storage/generation_row.py) and the server's secrets, such as the registry's
     # signing key (storage/secrets.py). SQLite keeps both in the data folder.

@@ -17,7 +17,16 @@ from urllib.parse import unquote, urlsplit
 
 import aiosqlite
 
-from storage.database import Connection, Database, Dialect, Params, Row
+from storage.database import (
+    Connection,
+    Database,
+    DatabaseUnavailable,
+    Dialect,
+    Migration,
+    Params,
+    Row,
+    migration_script,
+)
 
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -50,8 +59,12 @@ class SqliteDatabase(Database):
         return f"sqlite:///{self.path}"
 
     async def open(self) -> None:
-        self._writer = await self._connect()
-        self._reader = await self._connect()
+        try:
+            self._writer = await self._connect()
+            self._reader = await self._connect()
+        except sqlite3.Error as e:
+            await self.close()
+            raise DatabaseUnavailable(f"cannot open the database {self.path}: {e}") from None
         await self._writer.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
@@ -75,7 +88,7 @@ class SqliteDatabase(Database):
             raise RuntimeError("database is not open")
         return conn
 
-    async def migrate(self, component: str, migrations: Iterable[str]) -> None:
+    async def migrate(self, component: str, migrations: Iterable[Migration]) -> None:
         async with self.transaction() as conn:
             rows = list(
                 await conn.execute_fetchall(
@@ -84,8 +97,8 @@ class SqliteDatabase(Database):
             )
             done = int(rows[0][0]) if rows else 0
             steps = list(migrations)
-            for script in steps[done:]:
-                for statement in _statements(script):
+            for step in steps[done:]:
+                for statement in _statements(migration_script(step, self.dialect)):
                     await conn.execute(statement)
             if len(steps) > done:
                 await conn.execute(

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from storage.blobs import BlobStore, fsync_dir
+from storage.blobstore import DigestMismatch, OffsetMismatch, Upload, UploadError
 from storage.database import Database
 from storage.digests import Digest
 from storage.repositories import Repositories, RepositoryFrozen, RepositoryUnknown
@@ -28,30 +29,6 @@ _UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 _REHASH_CHUNK = 8 << 20
 # Written bytes after which a background fdatasync starts while the upload goes on.
 _EARLY_FLUSH_BYTES = 8 << 20
-
-
-class UploadError(Exception):
-    """Base of the errors an upload reports to its client."""
-
-
-class OffsetMismatch(UploadError):
-    def __init__(self, offset: int) -> None:
-        super().__init__(f"chunk must start at offset {offset}")
-        self.offset = offset
-
-
-class DigestMismatch(UploadError):
-    def __init__(self, expected: Digest, actual: str) -> None:
-        super().__init__(f"content digest {actual} does not match {expected}")
-
-
-@dataclass(slots=True)
-class Upload:
-    id: str
-    repository: str
-    offset: int
-    # Set once the session began publishing its blob under this digest.
-    digest: str | None = None
 
 
 @dataclass(slots=True)

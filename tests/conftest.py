@@ -8,7 +8,7 @@ import pytest
 from tests.backends.backend import Backend
 from tests.server import Server, running_beakerd
 
-pytest_plugins = ["tests.backends.fixtures"]
+pytest_plugins = ["tests.backends.fixtures", "tests.backends.s3_fixtures"]
 
 
 @pytest.fixture(autouse=True)

@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from beakerd.settings import Settings
-from storage.database import Database
+from storage.blobstore.backend import BlobBackend, open_blob_store
+from storage.database import Database, Migration
 from storage.database import open_database as storage_database
 from storage.postgres import is_postgres_url
+from storage.repositories import Repositories
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
 from storage.sqlite import sqlite_path
 
@@ -28,10 +30,12 @@ def data_exists(settings: Settings, command: str) -> bool:
 
 @asynccontextmanager
 async def open_database(
-    settings: Settings, extra_migrations: Sequence[tuple[str, list[str]]] = ()
+    settings: Settings, extra_migrations: Sequence[tuple[str, list[Migration]]] = ()
 ) -> AsyncIterator[Database]:
     """The database, migrated like the server would (storage first, then `extra_migrations`)."""
-    db = storage_database(settings.database, settings.data_dir)
+    db = storage_database(
+        settings.database, settings.data_dir, settings.database_connect_timeout_seconds
+    )
     await db.open()
     try:
         await db.migrate("storage", STORAGE_MIGRATIONS)
@@ -40,3 +44,17 @@ async def open_database(
         yield db
     finally:
         await db.close()
+
+
+@asynccontextmanager
+async def open_blobs(settings: Settings, db: Database) -> AsyncIterator[BlobBackend]:
+    """The blob store the server uses, over `db`."""
+    async with open_blob_store(
+        settings.blob_location,
+        db,
+        Repositories(db),
+        lock_root=settings.data_dir,
+        s3_endpoint=settings.s3_endpoint,
+        redirect=settings.blob_redirect,
+    ) as backend:
+        yield backend

@@ -8,11 +8,11 @@ import json
 import sys
 from dataclasses import asdict
 
-from beakerd.commands.datadir import data_exists, open_database
+from beakerd.commands.datadir import data_exists, open_blobs, open_database
 from beakerd.settings import Settings
 from metadata.owners import BeakerRepositoryOwners
 from metadata.schema import MIGRATIONS as METADATA_MIGRATIONS
-from storage.fsck import Fsck, FsckReport
+from storage.fsck import FsckReport
 from storage.gc import GcBusy
 from storage.sizes import human_bytes
 
@@ -63,10 +63,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _check(settings: Settings, args: argparse.Namespace) -> FsckReport:
     grace = settings.gc_grace_seconds if args.grace_seconds is None else args.grace_seconds
-    async with open_database(settings, [("metadata", METADATA_MIGRATIONS)]) as db:
-        fsck = Fsck(
+    async with (
+        open_database(settings, [("metadata", METADATA_MIGRATIONS)]) as db,
+        open_blobs(settings, db) as blobs,
+    ):
+        fsck = blobs.fsck(
             db,
-            settings.data_dir,
             repair=args.repair,
             grace_seconds=max(grace, 0.0),
             upload_expiry_seconds=settings.upload_expiry_seconds,

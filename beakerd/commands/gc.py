@@ -8,7 +8,7 @@ import json
 import sys
 import time
 
-from beakerd.commands.datadir import data_exists, open_database
+from beakerd.commands.datadir import data_exists, open_blobs, open_database
 from beakerd.settings import Settings
 from metadata.owners import BeakerRepositoryOwners
 from metadata.schema import MIGRATIONS as METADATA_MIGRATIONS
@@ -69,12 +69,20 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _collect(settings: Settings, args: argparse.Namespace) -> GcReport:
     root = settings.data_dir
-    async with open_database(settings, [("metadata", METADATA_MIGRATIONS)]) as db:
+    async with (
+        open_database(settings, [("metadata", METADATA_MIGRATIONS)]) as db,
+        open_blobs(settings, db) as blobs,
+    ):
         generation = await open_generation(db, root)
         try:
             # A running server's caches drop what this pass removes when the counter moves.
             collector = GarbageCollector(
-                db, root, policy_from(settings, args), generation.bump, BeakerRepositoryOwners(db)
+                db,
+                blobs.root,
+                policy_from(settings, args),
+                generation.bump,
+                BeakerRepositoryOwners(db),
+                blobs.reclaimer,
             )
             return await _collect_when_free(collector, args.dry_run)
         finally:

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from storage.database import Database, open_database
 from tests.backends.postgres import PostgresServer
+from tests.backends.seaweedfs import SeaweedFS
 
 
 @dataclass(frozen=True)
@@ -16,15 +22,20 @@ class Backend:
 
     name: str
     postgres: PostgresServer | None = None
+    s3: SeaweedFS | None = None
 
     def settings(self) -> dict[str, Any]:
-        """Settings for an in-process app."""
-        if self.postgres is None:
-            return {}
-        # A thread of its own: asyncio.run refuses to run inside an async fixture's loop.
-        with ThreadPoolExecutor(1) as pool:
-            url = pool.submit(asyncio.run, self.postgres.create_database()).result()
-        return {"database": url}
+        """Settings for an in-process app (the S3 credentials are in the environment)."""
+        settings: dict[str, Any] = {}
+        if self.postgres is not None:
+            # A thread of its own: async fixtures call this with their event loop running.
+            with ThreadPoolExecutor(1) as thread:
+                url = thread.submit(asyncio.run, self.postgres.create_database()).result()
+            settings["database"] = url
+        if self.s3 is not None:
+            # The endpoint and credentials are in the environment (fixture s3_credentials).
+            settings["blob_store"] = f"s3://{self.s3.bucket}/{uuid.uuid4().hex[:12]}"
+        return settings
 
     def args(self) -> list[str]:
         """The same, as flags of `beakerd serve`."""
@@ -32,3 +43,18 @@ class Backend:
         for key, value in self.settings().items():
             flags += [f"--{key.replace('_', '-')}", str(value)]
         return flags
+
+    def database_args(self) -> list[str]:
+        """`--database` alone, for a test that looks at the data folder's files."""
+        return ["--database", self.settings()["database"]] if self.postgres is not None else []
+
+    async def open_database(self, data_dir: Path) -> Database:
+        """A new, empty, open database (not migrated): SQLite's in `data_dir`."""
+        url = await self.postgres.create_database() if self.postgres is not None else None
+        db = open_database(url, data_dir)
+        await db.open()
+        return db
+
+
+# For a test that looks into the data folder's files (S3's own tests are in tests/storage_s3).
+file_store_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)

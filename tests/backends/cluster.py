@@ -7,12 +7,11 @@ both ways, retrying the next replica when one refuses the connection), and every
 `--public-address` is nginx's address, so the token realm and upload Locations all point at
 the balancer. gRPC is off in the cluster (`BEAKERD_GRPC_ENABLED=false`).
 
-The blob store: until the S3 store lands (`--blob-store s3://`, tests/backends/seaweedfs.py),
-the file store is the only one, and it has no location apart from the data folder. So the
-cluster links the four folders it is made of (`blobs/`, `uploads/`, `trash/`, `lost+found/`)
-in every replica's data folder to one shared folder, as an NFS mount of them would; everything
-else in a data folder (keys, the generation file, lock files, metric snapshots, scrub state)
-stays per replica, so nothing but the blobs can leak between replicas through the disk.
+The blob store is `--blob-store s3://BUCKET/PREFIX` on a SeaweedFS (tests/backends/seaweedfs.py)
+when one is given, as replicas run in production; otherwise `--blob-store file:///PATH`, one
+folder outside every data folder that all replicas use (what an NFS mount would be). Each data
+folder (keys, the generation file, lock files, metric snapshots, scrub state) stays the
+replica's own, so nothing but the blobs can pass between replicas except through the database.
 
 Which replica served what is read from the replicas' own access logs (JSON lines, one log file
 per replica); nginx's access log records the upstream of each request as well.
@@ -32,19 +31,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tests.backends.postgres import PostgresServer
+from tests.backends.seaweedfs import SeaweedFS
 from tests.server import BOOTSTRAP_ACCOUNT, free_port
 
-# The folders of a data folder that make up the file blob store.
-BLOB_STORE_FOLDERS = ("blobs", "uploads", "trash", "lost+found")
 START_TIMEOUT = 60.0
 
 
@@ -155,8 +154,7 @@ class Cluster:
     replicas: list[Replica]
     nginx: Nginx
     database: str
-    blob_store: Path
-    extra: dict[str, Any] = field(default_factory=dict)
+    blob_store: str
 
     @property
     def address(self) -> str:
@@ -286,15 +284,13 @@ http {{
 
 
 def _replica(
-    index: int, tmp: Path, shared: Path, database: str, public: str, env: dict[str, str]
+    index: int, tmp: Path, blob_store: str, database: str, public: str, env: dict[str, str]
 ) -> Replica:
     root = tmp / f"replica-{index}"
     data_dir = root / "data"
     home = root / "home"
     data_dir.mkdir(parents=True)
     home.mkdir()
-    for name in BLOB_STORE_FOLDERS:
-        (data_dir / name).symlink_to(shared / name, target_is_directory=True)
     port = free_port()
     replica_env = {
         **{k: v for k, v in os.environ.items() if k not in ("BEAKER_CONFIG", "XDG_DATA_HOME")},
@@ -306,7 +302,8 @@ def _replica(
     args = [
         sys.executable, "-m", "beakerd", "serve",
         "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
-        "--database", database, "--public-address", public, "--log-format", "json",
+        "--database", database, "--blob-store", blob_store,
+        "--public-address", public, "--log-format", "json",
     ]  # fmt: skip
     return Replica(index, port, data_dir, home, root / "beakerd.log", args, replica_env)
 
@@ -323,30 +320,35 @@ def running_cluster(
     replicas: int = 3,
     env: dict[str, str] | None = None,
     replica_env: dict[int, dict[str, str]] | None = None,
+    s3: SeaweedFS | None = None,
 ) -> Iterator[Cluster]:
     """`replicas` beakerd replicas, all started at once, on a fresh database, behind nginx.
 
-    `env` is added to every replica's environment, `replica_env[i]` to replica i's alone (one
-    replica looping GC, say)."""
+    `s3`: blobs in a fresh prefix of its bucket (else in a shared folder under `tmp`). `env` is
+    added to every replica's environment, `replica_env[i]` to replica i's alone (one replica
+    looping GC, say)."""
     tmp.mkdir(parents=True, exist_ok=True)
     database = _new_database(postgres)
-    shared = tmp / "blob-store"
-    for name in BLOB_STORE_FOLDERS:
-        (shared / name).mkdir(parents=True)
+    if s3 is not None:
+        blob_store = f"s3://{s3.bucket}/cluster-{uuid.uuid4().hex[:12]}"
+        env = {**s3.environment(), **(env or {})}
+    else:
+        (tmp / "blob-store").mkdir()
+        blob_store = f"file://{tmp / 'blob-store'}"
     nginx = Nginx(free_port(), tmp / "nginx")
     nginx.root.mkdir()
     members = [
         _replica(
             i,
             tmp,
-            shared,
+            blob_store,
             database,
             f"127.0.0.1:{nginx.port}",
             {**(env or {}), **(replica_env or {}).get(i, {})},
         )
         for i in range(replicas)
     ]
-    cluster = Cluster(members, nginx, database, shared)
+    cluster = Cluster(members, nginx, database, blob_store)
     conf = nginx.root / "nginx.conf"
     conf.write_text(nginx_conf(nginx.root, nginx.port, [r.address for r in members]))
     try:

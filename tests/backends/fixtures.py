@@ -1,8 +1,9 @@
 """The backends a test suite runs on: the embedded default and the replicas' shared ones.
 
 Suites that must hold on every backend take the `backend` fixture (or `session_backend`, for
-session-wide servers); each test then runs once per backend. PostgreSQL is started once per
-session; every app or server a test starts gets a database of its own.
+session-wide servers); each test then runs once per backend: SQLite and the data folder, then
+PostgreSQL and S3 (SeaweedFS), as replicas run. PostgreSQL and SeaweedFS are started once per
+session; every app or server a test starts gets a database and a bucket prefix of its own.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import pytest
 
 from tests.backends.backend import Backend
 from tests.backends.postgres import PostgresServer, postgres_bin
+from tests.backends.seaweedfs import SeaweedFS
 
-BACKENDS = ["sqlite", "postgresql"]
+BACKENDS = ["sqlite", "postgresql+s3"]
 
 
 @pytest.fixture(scope="session")
@@ -31,12 +33,29 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def s3_credentials(seaweedfs: SeaweedFS) -> Iterator[SeaweedFS]:
+    """SeaweedFS's credentials in this process's environment, where S3 clients look, for the
+    session: in-process apps and the servers tests start (which inherit it) both find them."""
+    saved = {name: os.environ.get(name) for name in seaweedfs.environment()}
+    os.environ.update(seaweedfs.environment())
+    try:
+        yield seaweedfs
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def _backend(request: pytest.FixtureRequest) -> Backend:
     name = str(request.param)
     if name == "sqlite":
         return Backend(name)
     server: PostgresServer = request.getfixturevalue("postgres_server")
-    return Backend(name, server)
+    s3: SeaweedFS = request.getfixturevalue("s3_credentials")
+    return Backend(name, server, s3)
 
 
 @pytest.fixture(params=BACKENDS)

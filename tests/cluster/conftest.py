@@ -1,4 +1,5 @@
-"""Fixtures of the cluster tests: three replicas on one PostgreSQL database, nginx in front.
+"""Fixtures of the cluster tests: three replicas on one PostgreSQL database and one S3 bucket
+(SeaweedFS), nginx in front.
 
 `cluster` is one cluster for the session, which the client suites (conformance, docker,
 skopeo, beaker-py) share through the names the end-to-end tests ask for (`registry`,
@@ -13,6 +14,7 @@ import pytest
 
 from tests.backends.cluster import Cluster, running_cluster
 from tests.backends.postgres import PostgresServer
+from tests.backends.seaweedfs import SeaweedFS
 from tests.e2e.conftest import dockerd  # the session's private Docker engine
 from tests.e2e.tools import require_tool
 
@@ -22,11 +24,21 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="session")
-def cluster(
-    tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer
-) -> Iterator[Cluster]:
+def cluster_backends(
+    postgres_server: PostgresServer, s3_credentials: SeaweedFS
+) -> tuple[PostgresServer, SeaweedFS]:
+    """What replicas share: the session's PostgreSQL and SeaweedFS (nginx is needed too)."""
     require_tool("nginx")
-    with running_cluster(tmp_path_factory.mktemp("cluster"), postgres_server) as running:
+    return postgres_server, s3_credentials
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    tmp_path_factory: pytest.TempPathFactory,
+    cluster_backends: tuple[PostgresServer, SeaweedFS],
+) -> Iterator[Cluster]:
+    postgres, s3 = cluster_backends
+    with running_cluster(tmp_path_factory.mktemp("cluster"), postgres, s3=s3) as running:
         yield running
 
 

@@ -11,6 +11,7 @@ import pytest
 
 from tests.backends.cluster import Cluster, Replica, running_cluster
 from tests.backends.postgres import PostgresServer
+from tests.backends.seaweedfs import SeaweedFS
 from tests.cluster.pushes import ChunkedPush, random_blob
 
 pytestmark = pytest.mark.e2e
@@ -42,9 +43,17 @@ def test_the_chunks_of_one_upload_spread_over_the_replicas(cluster: Cluster) -> 
     assert set(served) == {r.index for r in cluster.replicas}, served
 
 
-@pytest.fixture
-def own_cluster(tmp_path: Path, postgres_server: PostgresServer) -> Iterator[Cluster]:
-    with running_cluster(tmp_path / "cluster", postgres_server) as running:
+@pytest.fixture(params=["s3", "file"])
+def own_cluster(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    cluster_backends: tuple[PostgresServer, SeaweedFS],
+) -> Iterator[Cluster]:
+    """A cluster of the test's own (it kills a replica), on either blob store: S3 keeps an
+    upload's state in its row, the shared folder in the partial file."""
+    postgres, s3 = cluster_backends
+    store = s3 if request.param == "s3" else None
+    with running_cluster(tmp_path / "cluster", postgres, s3=store) as running:
         yield running
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from tests.backends.cluster import Cluster, running_cluster
 from tests.backends.postgres import PostgresServer
+from tests.backends.seaweedfs import SeaweedFS
 from tests.cluster.calls import Image, basic, pulls_back_whole, push_image
 
 pytestmark = pytest.mark.e2e
@@ -29,11 +30,13 @@ def _collected_something(cluster: Cluster) -> bool:
 
 
 def test_images_pull_back_whole_while_one_replica_collects_garbage(
-    tmp_path: Path, postgres_server: PostgresServer
+    tmp_path: Path, cluster_backends: tuple[PostgresServer, SeaweedFS]
 ) -> None:
+    postgres, s3 = cluster_backends
     with running_cluster(
         tmp_path / "cluster",
-        postgres_server,
+        postgres,
+        s3=s3,
         env={"BEAKERD_GC_INTERVAL_SECONDS": "0"},  # the others never collect
         replica_env={COLLECTOR: GC_REPLICA},
     ) as cluster:

@@ -9,6 +9,7 @@ import pytest
 
 from tests.backends.cluster import Cluster, running_cluster
 from tests.backends.postgres import PostgresServer
+from tests.backends.seaweedfs import SeaweedFS
 from tests.e2e.test_seed import (
     beaker,
     test_bare_name_resolves_to_the_callers_own_image,
@@ -52,8 +53,10 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def server(
-    tmp_path_factory: pytest.TempPathFactory, postgres_server: PostgresServer
+    tmp_path_factory: pytest.TempPathFactory,
+    cluster_backends: tuple[PostgresServer, SeaweedFS],
 ) -> Iterator[Cluster]:
     """A cluster of this module's own, so that the seed's plain names (`wordcount`) are free."""
-    with running_cluster(tmp_path_factory.mktemp("seed-cluster"), postgres_server) as running:
+    postgres, s3 = cluster_backends
+    with running_cluster(tmp_path_factory.mktemp("seed-cluster"), postgres, s3=s3) as running:
         yield running

@@ -13,6 +13,7 @@ from metadata.schema import MIGRATIONS as METADATA_MIGRATIONS
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
 from tests.backends.cluster import Cluster, running_cluster
 from tests.backends.postgres import PostgresServer
+from tests.backends.seaweedfs import SeaweedFS
 from tests.cluster.calls import basic, call
 
 pytestmark = pytest.mark.e2e
@@ -36,9 +37,10 @@ async def _counts(url: str) -> dict[str, object]:
 
 
 def test_replicas_starting_together_make_one_schema_one_key_and_one_account(
-    tmp_path: Path, postgres_server: PostgresServer
+    tmp_path: Path, cluster_backends: tuple[PostgresServer, SeaweedFS]
 ) -> None:
-    with running_cluster(tmp_path / "cluster", postgres_server, replicas=3) as cluster:
+    postgres, s3 = cluster_backends
+    with running_cluster(tmp_path / "cluster", postgres, replicas=3, s3=s3) as cluster:
         counts = asyncio.run(_counts(cluster.database))
         assert counts == {
             "migrations": {

@@ -32,12 +32,16 @@ class Contents:
     garbage: set[str] = field(default_factory=set)
 
 
-async def open_migrated(root: Path) -> Database:
-    db = SqliteDatabase(root / "beakerd.db")
-    await db.open()
+async def migrated(db: Database) -> Database:
     await db.migrate("storage", STORAGE_MIGRATIONS)
     await db.migrate("metadata", METADATA_MIGRATIONS)
     return db
+
+
+async def open_migrated(root: Path) -> Database:
+    db = SqliteDatabase(root / "beakerd.db")
+    await db.open()
+    return await migrated(db)
 
 
 def write_blob(root: Path, data: bytes) -> str:
@@ -110,6 +114,8 @@ async def fill(root: Path, loose_blobs: int) -> Contents:
         past = time.time() - LONG_AGO
         for table in ("blobs", "repository_blobs", "repositories", "manifests"):
             await db.execute(f"UPDATE {table} SET created_at = ?", (past,))
+        for queue in ("gc_blob_review", "gc_manifest_review", "gc_repository_review"):
+            await db.execute(f"UPDATE {queue} SET review_after = ?", (past,))
     finally:
         await db.close()
     return contents

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,12 +269,40 @@ class RegistryClient:
         return problems
 
 
+def database_of(target: Path | Server) -> str | None:
+    """The `--database` URL a server runs with (None: SQLite in its data folder)."""
+    if isinstance(target, Path):
+        return None
+    args = target.extra_args
+    return args[args.index("--database") + 1] if "--database" in args else None
+
+
+def _location(target: Path | Server) -> list[str]:
+    data_dir = target if isinstance(target, Path) else target.data_dir
+    url = database_of(target)
+    return ["--data-dir", str(data_dir), *(["--database", url] if url else [])]
+
+
+async def server_sql(server: Server, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    """Run one statement on a server's database (whichever engine) and return its rows."""
+    from storage.database import open_database
+
+    db = open_database(database_of(server), server.data_dir)
+    await db.open()
+    try:
+        async with db.transaction() as conn:
+            return list(await conn.execute_fetchall(sql, params))
+    finally:
+        await db.close()
+
+
 def beakerd_cli(
-    data_dir: Path, *args: str, env: dict[str, str] | None = None
+    target: Path | Server, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run `python -m beakerd ARGS --data-dir D` (gc, fsck) and capture its output."""
+    """Run `python -m beakerd ARGS --data-dir D` (gc, fsck) on a data folder, or on a server's
+    data folder and database, and capture its output."""
     return subprocess.run(
-        [sys.executable, "-m", "beakerd", *args, "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "beakerd", *args, *_location(target)],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         capture_output=True,
@@ -282,14 +311,14 @@ def beakerd_cli(
     )
 
 
-def fsck_json(data_dir: Path, *args: str) -> tuple[int, dict[str, Any]]:
-    proc = beakerd_cli(data_dir, "fsck", "--json", *args)
+def fsck_json(target: Path | Server, *args: str) -> tuple[int, dict[str, Any]]:
+    proc = beakerd_cli(target, "fsck", "--json", *args)
     assert proc.returncode in (0, 1), proc.stderr
     return proc.returncode, json.loads(proc.stdout)
 
 
-def gc_json(data_dir: Path, *args: str) -> dict[str, Any]:
-    proc = beakerd_cli(data_dir, "gc", "--json", *args)
+def gc_json(target: Path | Server, *args: str) -> dict[str, Any]:
+    proc = beakerd_cli(target, "gc", "--json", *args)
     assert proc.returncode == 0, proc.stderr
     report: dict[str, Any] = json.loads(proc.stdout)
     return report
@@ -299,12 +328,13 @@ def finding_kinds(report: dict[str, Any]) -> list[str]:
     return sorted(f["kind"] for f in report["findings"])
 
 
-async def fsck_in_process(data_dir: Path) -> list[str]:
+async def fsck_in_process(target: Path | Server) -> list[str]:
     """fsck's findings (kind: subject), read-only, without starting a process."""
+    from storage.database import open_database
     from storage.fsck import Fsck
-    from storage.sqlite import SqliteDatabase
 
-    db = SqliteDatabase(data_dir / "beakerd.db")
+    data_dir = target if isinstance(target, Path) else target.data_dir
+    db = open_database(database_of(target), data_dir)
     await db.open()
     try:
         report = await Fsck(db, data_dir).run()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.backends.backend import Backend
 from tests.durability.helpers import (
     OCI_INDEX,
     OCI_MANIFEST,
@@ -24,15 +24,18 @@ from tests.durability.helpers import (
     gc_json,
     make_image,
     random_bytes,
+    server_sql,
 )
 from tests.server import Server, running_beakerd
 
 
 @pytest.fixture
-def quiet_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Server]:
+def quiet_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: Backend
+) -> Iterator[Server]:
     """A server whose background GC is off: the tests run `beakerd gc` themselves."""
     monkeypatch.setenv("BEAKERD_GC_INTERVAL_SECONDS", "0")
-    with running_beakerd(tmp_path) as server:
+    with running_beakerd(tmp_path, backend.args()) as server:
         yield server
 
 
@@ -56,25 +59,25 @@ async def test_gc_removes_unreferenced_blobs_after_grace_and_keeps_referenced_on
     loose_digest = await client.push_blob("tester/gc/loose", loose)
 
     # Everything is younger than the default grace period (1 h): nothing goes.
-    assert gc_json(server.data_dir)["blobs"] == 0
-    dry = gc_json(server.data_dir, "--dry-run", "--grace-seconds", "0")
+    assert gc_json(server)["blobs"] == 0
+    dry = gc_json(server, "--dry-run", "--grace-seconds", "0")
     assert (dry["dry_run"], dry["blobs"], dry["blob_bytes"]) == (True, 1, len(loose))
     assert on_disk(server, loose_digest)
 
-    report = gc_json(server.data_dir, "--grace-seconds", "0")
+    report = gc_json(server, "--grace-seconds", "0")
     assert (report["blobs"], report["blob_bytes"], report["manifests"]) == (1, len(loose), 0)
     assert not on_disk(server, loose_digest)
     assert await client.get_blob("tester/gc/loose", loose_digest) is None
     # The untagged manifest is kept while untagged collection is off, and so are its blobs.
     assert await client.pull_image("tester/gc/untagged", untagged.digest) == []
 
-    report = gc_json(server.data_dir, "--grace-seconds", "0", "--untagged-manifests")
+    report = gc_json(server, "--grace-seconds", "0", "--untagged-manifests")
     assert report["manifests"] == 1
     assert report["blobs"] == 2  # its config and unique layer; the shared base stays
     assert report["blob_bytes"] == len(untagged.config) + len(untagged.layers[1])
     assert await client.get_manifest("tester/gc/untagged", untagged.digest) is None
     assert await client.pull_image("tester/gc/kept", "v1") == []
-    assert await fsck_in_process(server.data_dir) == []
+    assert await fsck_in_process(server) == []
 
 
 async def test_gc_keeps_index_children_referrers_and_beaker_image_pins(
@@ -100,23 +103,24 @@ async def test_gc_keeps_index_children_referrers_and_beaker_image_pins(
     # A Beaker image's pinned manifest (untagged here to prove the pin alone holds it).
     # The image and its repository exist first, as creating an image makes them.
     pinned = make_image("gc/beaker-image", "unused", [random_bytes(10_000)])
-    with sqlite3.connect(server.data_dir / "beakerd.db", timeout=30) as db:
-        db.execute("PRAGMA foreign_keys = OFF")
-        db.execute(
-            "INSERT INTO images (id, author_id, workspace_id, repository, created, committed,"
-            " digest) VALUES ('im-gc', 'ac', 'ws', 'gc/beaker-image', ?, ?, ?)",
-            (time.time(), time.time(), pinned.digest),
-        )
-        db.execute(
-            "INSERT INTO repositories (name, created_at) VALUES ('gc/beaker-image', ?)",
-            (time.time(),),
-        )
+    await server_sql(
+        server,
+        "INSERT INTO images (id, author_id, workspace_id, repository, created, committed, digest)"
+        " SELECT 'im-gc', a.id, w.id, 'gc/beaker-image', ?, ?, ? FROM accounts a"
+        " JOIN workspaces w ON w.author_id = a.id WHERE a.name = ? LIMIT 1",
+        (time.time(), time.time(), pinned.digest, server.username),
+    )
+    await server_sql(
+        server,
+        "INSERT INTO repositories (name, created_at) VALUES ('gc/beaker-image', ?)",
+        (time.time(),),
+    )
     await client.push_image_by_digest(pinned)
     # And one manifest nothing holds.
     lonely = make_image("tester/gc/lonely", "unused", [random_bytes(10_000)])
     await client.push_image_by_digest(lonely)
 
-    report = gc_json(server.data_dir, "--grace-seconds", "0", "--untagged-manifests")
+    report = gc_json(server, "--grace-seconds", "0", "--untagged-manifests")
     assert report["manifests"] == 1
     assert report["blobs"] == 2  # the lonely manifest's config and layer
     assert await client.get_manifest("tester/gc/lonely", lonely.digest) is None
@@ -137,18 +141,18 @@ async def test_gc_expires_idle_upload_sessions_with_their_files(
     client = RegistryClient(server, http)
     session = await client.start_upload("tester/gc/uploads")
     await client.patch(session, b"y" * 5000, 0)
-    assert gc_json(server.data_dir)["uploads"] == 0  # idle for less than a day
+    assert gc_json(server)["uploads"] == 0  # idle for less than a day
 
-    report = gc_json(server.data_dir, "--upload-expiry-seconds", "0")
+    report = gc_json(server, "--upload-expiry-seconds", "0")
     assert (report["uploads"], report["upload_bytes"]) == (1, 5000)
     assert await client.upload_offset(session) is None
     assert list((server.data_dir / "uploads").iterdir()) == []
-    summary = beakerd_cli(server.data_dir, "gc").stdout
+    summary = beakerd_cli(server, "gc").stdout
     assert summary.startswith("gc: removed 0 blobs")
 
 
 async def test_images_pull_whole_while_background_gc_runs_during_pushes_and_deletes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http: aiohttp.ClientSession
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, http: aiohttp.ClientSession, backend: Backend
 ) -> None:
     # A pass every 0.2 s, manifests collected as soon as they are untagged and blobs once
     # unreferenced for 3 s (longer than any single push here takes).
@@ -156,7 +160,7 @@ async def test_images_pull_whole_while_background_gc_runs_during_pushes_and_dele
     monkeypatch.setenv("BEAKERD_GC_GRACE_SECONDS", "3")
     monkeypatch.setenv("BEAKERD_GC_UNTAGGED_MANIFESTS", "true")
     rng = random.Random()
-    with running_beakerd(tmp_path) as server:
+    with running_beakerd(tmp_path, backend.database_args()) as server:
         client = RegistryClient(server, http)
         base = random_bytes(200_000)
         kept: list[tuple[str, str]] = []
@@ -184,10 +188,10 @@ async def test_images_pull_whole_while_background_gc_runs_during_pushes_and_dele
 
         await asyncio.gather(*(pusher(w) for w in range(4)))
         assert problems == []
-        final = gc_json(server.data_dir, "--grace-seconds", "0")
+        final = gc_json(server, "--grace-seconds", "0")
         for name, tag in kept:
             assert await client.pull_image(name, tag) == [], (name, tag)
-        assert await fsck_in_process(server.data_dir) == []
+        assert await fsck_in_process(server) == []
         passes = [line for line in server.log().splitlines() if "gc: removed" in line]
         freed = final["blobs"] + sum(int(line.split("removed ")[1].split()[0]) for line in passes)
         # Each deleted image left a config and a unique layer to collect, the base stays.
@@ -229,27 +233,26 @@ async def test_gc_removes_orphan_repositories_that_fsck_reported_and_keeps_owned
             await client.push_image(pushed)
         assert refused.value.status == 404
     # ...but a data folder from before this rule may hold such repositories.
-    with sqlite3.connect(server.data_dir / "beakerd.db", timeout=30) as db:
-        for name in (image_repository, "nobody/app"):
-            db.execute(
-                "INSERT INTO repositories (name, created_at) VALUES (?, ?)", (name, time.time())
-            )
+    for name in (image_repository, "nobody/app"):
+        await server_sql(
+            server, "INSERT INTO repositories (name, created_at) VALUES (?, ?)", (name, time.time())
+        )
 
-    _, report = fsck_json(server.data_dir)
+    _, report = fsck_json(server)
     orphans = {f["subject"] for f in report["findings"] if f["kind"] == "orphan-repository"}
     assert orphans == {image_repository, "nobody/app"}
-    assert gc_json(server.data_dir)["repositories"] == 0  # younger than the grace period
+    assert gc_json(server)["repositories"] == 0  # younger than the grace period
 
-    report = gc_json(server.data_dir, "--grace-seconds", "0")
+    report = gc_json(server, "--grace-seconds", "0")
     assert report["repositories"] == 2
     # The deleted image's config and layer; the layer it shared with an owned image stays.
     assert report["blobs"] == 2
-    with sqlite3.connect(server.data_dir / "beakerd.db", timeout=30) as db:
-        left = db.execute(
-            "SELECT count(*) FROM repositories WHERE name IN (?, 'nobody/app')",
-            (image_repository,),
-        ).fetchone()
-    assert left == (0,)
+    left = await server_sql(
+        server,
+        "SELECT count(*) FROM repositories WHERE name IN (?, 'nobody/app')",
+        (image_repository,),
+    )
+    assert left[0][0] == 0
     assert await client.pull_image("tester/gc/owned", "v1") == []
-    code, final = fsck_json(server.data_dir)
+    code, final = fsck_json(server)
     assert (code, final["findings"]) == (0, [])

@@ -16,20 +16,19 @@ from storage.digests import Digest
 from storage.gc import GarbageCollector, GcPolicy
 from storage.repositories import NewManifest, Repositories
 from storage.schema import MIGRATIONS
-from storage.sqlite import SqliteDatabase
 from storage.trash import BlobFiles, Tomb
 from storage.uploads import UploadSessions
+from tests.backends.backend import Backend
 
 DATA = b"an old unreferenced blob, pushed again at the worst moment"
 DIGEST = Digest.of(DATA)
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
+async def db(tmp_path: Path, backend: Backend) -> AsyncIterator[Database]:
     for folder in ("blobs", "uploads"):
         (tmp_path / folder).mkdir()
-    database = SqliteDatabase(tmp_path / "beakerd.db")
-    await database.open()
+    database = await backend.open_database(tmp_path)
     await database.migrate("storage", MIGRATIONS)
     # The blob is stored, unreferenced and past the grace period.
     path = BlobStore(tmp_path / "blobs").path(DIGEST)
@@ -38,6 +37,7 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
     await Repositories(database).add_blob("races/repo", str(DIGEST), len(DATA))
     for table in ("blobs", "repository_blobs"):
         await database.execute(f"UPDATE {table} SET created_at = ?", (time.time() - 60,))
+    await database.execute("UPDATE gc_blob_review SET review_after = ?", (time.time() - 60,))
     yield database
     await database.close()
 

@@ -14,13 +14,14 @@ from storage.database import Database
 from storage.fsck import Fsck
 from storage.gc import GarbageCollector, GcPolicy
 from storage.repositories import Repositories
-from tests.durability.datafolder import open_migrated, put_image
+from tests.backends.backend import Backend
+from tests.durability.datafolder import migrated, put_image
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
+async def db(tmp_path: Path, backend: Backend) -> AsyncIterator[Database]:
     (tmp_path / "blobs").mkdir()
-    database = await open_migrated(tmp_path)
+    database = await migrated(await backend.open_database(tmp_path))
     account, _ = await create_account(database, "ann")
     workspace = await database.fetchone("SELECT id FROM workspaces")
     assert workspace is not None
@@ -53,6 +54,7 @@ async def test_gc_removes_orphans_past_the_grace_period_with_their_blobs_and_kee
     await db.execute(
         "UPDATE repositories SET created_at = ? WHERE name IN ('gone/app', 'ann/app')", (past,)
     )
+    await db.execute("UPDATE gc_repository_review SET review_after = ?", (past,))
     owners = BeakerRepositoryOwners(db)
     report = await GarbageCollector(
         db, tmp_path, GcPolicy(grace_seconds=30), owners=owners

@@ -113,6 +113,7 @@ async def test_a_manifest_naming_a_collected_blob_is_refused_not_stored_dangling
     await repositories.add_blob("windows/repo", digest, len(layer))
     await db.execute("UPDATE blobs SET created_at = ?", (time.time() - 10,))
     await db.execute("UPDATE repository_blobs SET created_at = ?", (time.time() - 10,))
+    await db.execute("UPDATE gc_blob_review SET review_after = ?", (time.time() - 10,))
     report = await GarbageCollector(db, tmp_path, GcPolicy(grace_seconds=5)).collect()
     assert report.blobs == 0  # no file was ever written: the row goes, nothing is freed
     manifest = NewManifest(

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from beakerd.app import create_app
 from beakerd.settings import Settings
 from beakerd.tls import auto_certificates, server_context
+from tests.backends.backend import file_store_only
 from tests.registry.helpers import Client, digest_of, error_code, push_blob
 
 
@@ -44,6 +45,7 @@ async def test_unknown_blob_is_blob_unknown(client: Client) -> None:
     assert await error_code(resp) == "BLOB_UNKNOWN"
 
 
+@file_store_only
 async def test_digest_mismatch_stores_nothing(client: Client, tmp_path: Path) -> None:
     wrong = digest_of(b"other")
     resp = await client.post(
@@ -86,6 +88,7 @@ async def test_chunked_upload_with_out_of_order_chunk_refused(client: Client) ->
     assert await get.read() == data
 
 
+@file_store_only
 async def test_same_blob_in_two_repositories_is_stored_once(client: Client, tmp_path: Path) -> None:
     data = os.urandom(5000)
     await push_blob(client, "tester/one", data)
@@ -136,6 +139,7 @@ async def test_invalid_names_and_digests_are_refused(client: Client) -> None:
     assert await error_code(resp) == "DIGEST_INVALID"
 
 
+@file_store_only
 async def test_head_and_get_answer_blob_unknown_for_a_blob_whose_file_is_gone(
     client: Client, tmp_path: Path
 ) -> None:
