@@ -13,7 +13,7 @@ from beakerd.settings import Settings
 from metadata.owners import BeakerRepositoryOwners
 from metadata.schema import MIGRATIONS as METADATA_MIGRATIONS
 from storage.gc import GarbageCollector, GcBusy, GcPolicy, GcReport
-from storage.generation import Generation
+from storage.generation import open_generation
 
 # How long to wait for a collection already running (the server's periodic pass) to end.
 _BUSY_WAIT_SECONDS = 60.0
@@ -69,12 +69,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _collect(settings: Settings, args: argparse.Namespace) -> GcReport:
     root = settings.data_dir
-    generation = Generation(root / "generation")
-    try:
-        async with (
-            open_database(settings, [("metadata", METADATA_MIGRATIONS)]) as db,
-            open_blobs(settings, db) as blobs,
-        ):
+    async with (
+        open_database(settings, [("metadata", METADATA_MIGRATIONS)]) as db,
+        open_blobs(settings, db) as blobs,
+    ):
+        generation = await open_generation(db, root)
+        try:
             # A running server's caches drop what this pass removes when the counter moves.
             collector = GarbageCollector(
                 db,
@@ -85,8 +85,8 @@ async def _collect(settings: Settings, args: argparse.Namespace) -> GcReport:
                 blobs.reclaimer,
             )
             return await _collect_when_free(collector, args.dry_run)
-    finally:
-        generation.close()
+        finally:
+            await generation.close()
 
 
 async def _collect_when_free(collector: GarbageCollector, dry_run: bool) -> GcReport:
