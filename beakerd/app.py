@@ -71,7 +71,7 @@ def create_app(settings: Settings) -> web.Application:
     # After _storage: it serves app[METADATA].
     app.cleanup_ctx.append(grpc_server.grpc_context(settings))
     # After _storage: the metrics gauges read the database it opens.
-    health.add_routes(app, DATABASE, settings.data_dir, settings.blob_store)
+    health.add_routes(app, DATABASE, settings.data_dir, settings.blob_store, BLOB_BACKEND)
     metrics.add_routes(app, DATABASE)
     return app
 
