@@ -26,12 +26,12 @@ from registry.context import REGISTRY, RegistryContext
 from registry.middleware import registry_errors
 from registry.proxy import PullThrough
 from registry.routes import add_routes as add_registry_routes
-from registry.tokens import TOKENS, TokenIssuer, load_or_create_key
+from registry.tokens import TOKENS, TokenIssuer, server_key
 from registry.upstreams import PullThroughOwners
 from storage.blobstore.backend import BlobBackend, open_blob_store
 from storage.database import Database, open_database
 from storage.gc import GarbageCollector, GcPolicy, run_periodically
-from storage.generation import Generation
+from storage.generation import open_generation
 from storage.orphans import RepositoryOwners
 from storage.pull_cache import PullCache
 from storage.quotas import Quotas
@@ -85,7 +85,7 @@ def create_app(settings: Settings) -> web.Application:
     # After _storage: it serves app[METADATA].
     app.cleanup_ctx.append(grpc_server.grpc_context(settings))
     # After _storage: the metrics gauges read the database it opens.
-    health.add_routes(app, DATABASE, settings.data_dir)
+    health.add_routes(app, DATABASE, settings.data_dir, settings.blob_store, BLOB_BACKEND)
     metrics.add_routes(app, DATABASE)
     return app
 
@@ -94,11 +94,12 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     root = settings.data_dir
     root.mkdir(parents=True, exist_ok=True)
-    app[TOKENS] = TokenIssuer(load_or_create_key(root / "keys" / "registry.pem"), REGISTRY_SERVICE)
     db = open_database(settings.database, root, settings.database_connect_timeout_seconds)
     await db.open()
     try:
         await db.migrate("storage", STORAGE_MIGRATIONS)
+        key = await server_key(db, root / "keys" / "registry.pem")
+        app[TOKENS] = TokenIssuer(key, REGISTRY_SERVICE)
         quotas = Quotas(db, BeakerRepositoryOwners(db, settings.quota_bytes))
         repositories = Repositories(
             db,
@@ -125,7 +126,7 @@ async def _serving(
 ) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     root = settings.data_dir
-    generation = Generation(root / "generation")
+    generation = await open_generation(db, root)
     owners = repository_owners(db, settings)
     outbox = repositories.events
     app[DATABASE] = db
@@ -195,7 +196,7 @@ async def _serving(
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
         scrubber.close()
-        generation.close()
+        await generation.close()
 
 
 async def _pull_through(app: web.Application) -> AsyncIterator[None]:
@@ -235,7 +236,7 @@ async def _age_out(
         await asyncio.sleep(interval)
         try:
             if await proxy.expire(expiry):
-                ctx.changed()
+                await ctx.changed()
         except Exception:
             log.exception("ageing out the pull-through cache failed; retrying next interval")
 

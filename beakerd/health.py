@@ -3,6 +3,8 @@
 Neither needs credentials: orchestrators and load balancers probe them. `/readyz` answers 503
 with a JSON reason when the database does not answer a query, the data folder cannot be written,
 or the server is shutting down (so a balancer stops sending new requests during the grace time).
+Both answers name the database (without credentials) and the blob store this process uses, so
+an operator can tell replicas that disagree apart.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from storage.blobstore.backend import BlobBackend
 from storage.database import Database
 
 # A check taking longer than this counts as failed: a stuck disk is not ready.
@@ -41,15 +44,30 @@ def _probe_writable(folder: Path) -> None:
         probe.unlink(missing_ok=True)
 
 
-def _not_ready(reason: str) -> web.Response:
-    return web.json_response({"status": "unavailable", "reason": reason}, status=503)
+def _answer(status: str, stores: dict[str, str], reason: str | None = None) -> web.Response:
+    body = {"status": status, **stores}
+    if reason is not None:
+        body["reason"] = reason
+    return web.json_response(body, status=200 if reason is None else 503)
 
 
-def readyz_handler(database: web.AppKey[Database], data_dir: Path) -> Handler:
+def readyz_handler(
+    database: web.AppKey[Database],
+    data_dir: Path,
+    blob_store: str,
+    blobs: web.AppKey[BlobBackend] | None = None,
+) -> Handler:
     async def readyz(request: web.Request) -> web.Response:
+        stores = {"blob_store": blob_store}
+        db = request.app.get(database)
+        if db is not None:
+            stores["database"] = db.describe()
+
+        def _not_ready(reason: str) -> web.Response:
+            return _answer("unavailable", stores, reason)
+
         if request.app[DRAINING]:
             return _not_ready("shutting down")
-        db = request.app.get(database)
         if db is None:
             return _not_ready("database is not open")
         try:
@@ -66,7 +84,16 @@ def readyz_handler(database: web.AppKey[Database], data_dir: Path) -> Handler:
             return _not_ready(f"data folder write took over {CHECK_TIMEOUT_SECONDS:g}s")
         except OSError as e:
             return _not_ready(f"data folder {data_dir} is not writable: {e.strerror or e}")
-        return web.json_response({"status": "ok"})
+        backend = request.app.get(blobs) if blobs is not None else None
+        if backend is not None:
+            try:
+                async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                    await backend.reader.ping()
+            except TimeoutError:
+                return _not_ready(f"blob store did not answer within {CHECK_TIMEOUT_SECONDS:g}s")
+            except Exception as e:  # any failure of the store's client is a reason, not a 500
+                return _not_ready(f"blob store failed: {e}")
+        return _answer("ok", stores)
 
     return readyz
 
@@ -75,8 +102,18 @@ async def _on_shutdown(app: web.Application) -> None:
     app[DRAINING].append(True)
 
 
-def add_routes(app: web.Application, database: web.AppKey[Database], data_dir: Path) -> None:
+def add_routes(
+    app: web.Application,
+    database: web.AppKey[Database],
+    data_dir: Path,
+    blob_store: str | None = None,
+    blobs: web.AppKey[BlobBackend] | None = None,
+) -> None:
+    """`blob_store`: the store's URL as the settings name it (never with credentials);
+    `blobs`: where the app keeps the open store, asked whether it answers."""
     app[DRAINING] = []
     app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz_handler(database, data_dir))
+    app.router.add_get(
+        "/readyz", readyz_handler(database, data_dir, blob_store or f"file://{data_dir}", blobs)
+    )
     app.on_shutdown.append(_on_shutdown)

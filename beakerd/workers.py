@@ -21,9 +21,11 @@ beakerd/connections.py: a connection cap, a deadline for request heads, idle kee
 connections closed after `keepalive_timeout_seconds`.
 
 What is shared between workers is shared through the data folder: SQLite in WAL mode with a
-busy timeout (storage/database.py), the mmap'd change counter (storage/generation.py), upload
-offsets in the database (any worker continues an upload; see storage/uploads.py), and metric
-snapshots (beakerd/metrics.py).
+busy timeout (storage/database.py), the mmap'd change counter (storage/generation_file.py),
+upload offsets in the database (any worker continues an upload; see storage/uploads.py), and
+metric snapshots (beakerd/metrics.py). On PostgreSQL the counter, the signing key and the GC
+and scrub locks live in the database instead (storage/generation.py, storage/work_lock.py),
+which is what lets replicas on several machines serve one store.
 """
 
 from __future__ import annotations

@@ -34,6 +34,24 @@ async def create_account(
     db: Database, name: str, admin: bool = False, display_name: str | None = None
 ) -> tuple[Account, str]:
     """A new account, its first API token, and its personal org and default workspace."""
+    created = await _create_account(db, name, admin, display_name, only_first=False)
+    assert created is not None  # only a first-account request yields nothing
+    return created
+
+
+async def create_first_account(db: Database, name: str) -> tuple[Account, str] | None:
+    """The first account (an admin), as `create_account` makes it; None if any account exists.
+
+    The check is made in the transaction that inserts, and write transactions are serialized
+    on every engine, so however many processes or replicas start together exactly one first
+    account (and one token) is made, whatever name each of them would have given it.
+    """
+    return await _create_account(db, name, True, None, only_first=True)
+
+
+async def _create_account(
+    db: Database, name: str, admin: bool, display_name: str | None, *, only_first: bool
+) -> tuple[Account, str] | None:
     # Each account owns the registry namespace of its name, so the name must be one.
     if not is_valid_name(name) or not is_path_component(name):
         raise Invalid(
@@ -44,6 +62,8 @@ async def create_account(
     secret = _new_secret()
     try:
         async with db.transaction() as conn:
+            if only_first and list(await conn.execute_fetchall("SELECT 1 FROM accounts LIMIT 1")):
+                return None
             await conn.execute(
                 "INSERT INTO accounts (id, name, display_name, admin, created)"
                 " VALUES (?, ?, ?, ?, ?)",

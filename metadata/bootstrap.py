@@ -2,7 +2,8 @@
 
 The config (`~/.beaker/config.yml`) is what both the `beaker` CLI and beaker-py read, so after
 `beakerd serve` a user can `beaker image create` with no other setup. An existing config is
-never touched: it may point at another Beaker.
+never touched: it may point at another Beaker. Replicas starting together make one account
+between them, and only the one that made it writes a config (on its own machine).
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from metadata.accounts import DEFAULT_WORKSPACE, count_accounts, create_account
-from metadata.errors import Conflict
+from metadata.accounts import DEFAULT_WORKSPACE, count_accounts, create_first_account
 from storage.database import Database
 
 log = logging.getLogger("beakerd.metadata")
@@ -45,10 +45,10 @@ async def bootstrap(
     if await count_accounts(db) > 0:
         return
     name = account_name or _safe_name(getpass.getuser())
-    try:
-        account, token = await create_account(db, name, admin=True)
-    except Conflict:
-        return  # another worker process bootstrapped first
+    created = await create_first_account(db, name)
+    if created is None:
+        return  # another worker process or replica bootstrapped first
+    account, token = created
     log.info(
         "created admin account %s (organization %s, workspace %s/%s)",
         account.name,

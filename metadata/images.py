@@ -317,7 +317,7 @@ async def commit_image(db: Database, registry: RegistryContext, image: Image) ->
                 "size": sum(layer.size for layer in layers),
             },
         )
-    registry.changed()
+    await registry.changed()
     return await get_image(db, image.id)
 
 
@@ -356,4 +356,4 @@ async def delete_image(db: Database, registry: RegistryContext, image: Image) ->
             raise NotFound(f"image {image.id!r} not found")
         await delete_repository_in(conn, image.repository)
     # Stops the image's credentials at once too (registry/auth.py `_is_live`).
-    registry.changed()
+    await registry.changed()

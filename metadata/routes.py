@@ -131,7 +131,7 @@ async def revoke_my_token(call: Call) -> web.Response:
     if token_id not in mine or not await revoke_token(call.ctx.db, token_id):
         raise NotFound(f"token {token_id!r} not found")
     # Registry tokens derived from it are checked against this counter: they stop now.
-    call.ctx.registry.changed()
+    await call.ctx.registry.changed()
     return web.Response(status=204)
 
 

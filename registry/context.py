@@ -47,9 +47,10 @@ class RegistryContext:
         proxy = self.proxy
         return proxy if proxy is not None and proxy.covers(repository) else None
 
-    def changed(self) -> None:
-        """Call after a commit that moves or removes a tag, manifest or repository."""
-        self.generation.bump()
+    async def changed(self) -> None:
+        """Await after a commit that moves or removes a tag, manifest or repository, or that
+        revokes a credential: on return, no process serving this store trusts its caches."""
+        await self.generation.bump()
 
     async def ensure_writable(self, repository: str, *, create: bool = True) -> None:
         """Refuse early, before a body is read, what the writing transaction would refuse.

@@ -118,7 +118,7 @@ async def put_manifest(request: web.Request) -> web.Response:
         raise RegistryError(
             ErrorCode.MANIFEST_BLOB_UNKNOWN, detail={"digest": e.digests[0]}
         ) from None
-    ctx.changed()
+    await ctx.changed()
     headers = {"Location": f"/v2/{name}/manifests/{digest}", "Docker-Content-Digest": str(digest)}
     if parsed.subject:
         headers["OCI-Subject"] = parsed.subject
@@ -161,7 +161,7 @@ async def delete_manifest(request: web.Request) -> web.Response:
         deleted = is_tag(reference) and await ctx.repositories.delete_tag(name, reference)
     if not deleted:
         raise _manifest_unknown(reference)
-    ctx.changed()
+    await ctx.changed()
     return web.Response(status=202)
 
 

@@ -7,6 +7,7 @@ and whatever the token endpoint issues from it can never exceed its grants (`lim
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import time
@@ -20,6 +21,9 @@ import jwt
 from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from storage.database import Database
+from storage.secrets import shared_secret
 
 ISSUER = "beakerd"
 _ALGORITHM = "ES256"
@@ -85,24 +89,43 @@ def _decode_grants(raw: Any) -> tuple[Grant, ...]:
     return tuple(grants)
 
 
-def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    """The server's signing key, made on first start and kept readable by the owner only."""
-    if path.exists():
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{path} does not hold an EC private key")
-        return key
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(
+def new_key_pem() -> bytes:
+    """A fresh signing key, as unencrypted PKCS#8 PEM."""
+    return ec.generate_private_key(ec.SECP256R1()).private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
+
+
+def key_from_pem(pem: bytes, where: str) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{where} does not hold an EC private key")
+    return key
+
+
+async def server_key(db: Database, key_file: Path) -> ec.EllipticCurvePrivateKey:
+    """The key every process of this server signs with.
+
+    Replicas (PostgreSQL) share it through the database, made by whichever starts first; on
+    SQLite it stays a file of the data folder, shared by the worker processes of one machine.
+    """
+    if db.dialect == "postgresql":
+        pem = await shared_secret(db, "registry_signing_key", new_key_pem)
+        return key_from_pem(pem, "the database's registry_signing_key")
+    return await asyncio.to_thread(load_or_create_key, key_file)
+
+
+def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
+    """The server's signing key file, made on first start and readable by the owner only."""
+    if path.exists():
+        return key_from_pem(path.read_bytes(), str(path))
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     staged = path.with_suffix(f".{os.getpid()}.tmp")
     fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as f:
-        f.write(pem)
+        f.write(new_key_pem())
         f.flush()
         os.fsync(f.fileno())
     # Another worker may have won the race: keep whichever key landed first.

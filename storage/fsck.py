@@ -127,7 +127,7 @@ class Fsck:
         if not self.repair:
             yield
             return
-        async with gc_lock(self.root):
+        async with gc_lock(self.db, self.root):
             yield
 
     # -- blob rows against files ------------------------------------------------------------

@@ -30,7 +30,8 @@ pass begins by settling what an interrupted one left in `trash/`, as does the se
 An expired upload session's row goes only after its files, and after the blob file it may have
 left without a row, so that nothing it points at is forgotten.
 
-One collection runs at a time across every process on a data folder (a lock file).
+One collection runs at a time across every process on a store (storage/work_lock.py: a lock
+file on SQLite, an advisory lock that spans replicas on PostgreSQL).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,20 +49,19 @@ from storage.blobstore import BlobReclaimer, InsideDelete
 from storage.blobstore.filesystem import FileReclaimer
 from storage.database import Database
 from storage.digests import Digest, InvalidDigest
-from storage.file_lock import exclusive
 from storage.orphans import RepositoryOwners, collect_orphans
 from storage.review import BlobPage, Review
 from storage.sizes import human_bytes
 from storage.trash import BlobFiles
+from storage.work_lock import one_at_a_time
 
 log = logging.getLogger("beakerd.gc")
 
 _BATCH = 500
-LOCK_FILE = "gc.lock"
 
 
 class GcBusy(RuntimeError):
-    """Another collection (or an fsck repair) holds the data folder's GC lock."""
+    """Another collection (or an fsck repair) holds the store's GC lock."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,11 +109,10 @@ class GcReport:
 
 
 @contextlib.asynccontextmanager
-async def gc_lock(root: Path) -> AsyncIterator[None]:
-    """The data folder's collection lock, or GcBusy at once if another process holds it."""
-    with exclusive(
-        root / LOCK_FILE, GcBusy("another garbage collection is running on this data folder")
-    ):
+async def gc_lock(db: Database, root: Path) -> AsyncIterator[None]:
+    """The store's collection lock, or GcBusy at once if another process (replica) holds it."""
+    busy = GcBusy("another garbage collection is running on this store")
+    async with one_at_a_time(db, root, "gc", busy):
         yield
 
 
@@ -123,7 +122,7 @@ class GarbageCollector:
         db: Database,
         root: Path,
         policy: GcPolicy,
-        on_change: Callable[[], None] | None = None,
+        on_change: Callable[[], Awaitable[None]] | None = None,
         owners: RepositoryOwners | None = None,
         reclaimer: BlobReclaimer | None = None,
     ) -> None:
@@ -143,7 +142,7 @@ class GarbageCollector:
         """One pass; raises GcBusy when another process is collecting."""
         started = time.monotonic()
         report = GcReport(dry_run=dry_run)
-        async with gc_lock(self.root):
+        async with gc_lock(self.db, self.root):
             if not dry_run:
                 report.orphan_files += await self.reclaimer.recover()
             now = time.time()
@@ -161,7 +160,7 @@ class GarbageCollector:
         if not await self.reclaimer.has_leftovers():
             return
         with contextlib.suppress(GcBusy):
-            async with gc_lock(self.root):
+            async with gc_lock(self.db, self.root):
                 await self.reclaimer.recover()
 
     async def _collect_repositories(
@@ -170,7 +169,7 @@ class GarbageCollector:
         removed = await collect_orphans(self.db, owners, cutoff, dry_run)
         report.repositories += len(removed)
         if removed and not dry_run and self.on_change:
-            self.on_change()
+            await self.on_change()
 
     async def _collect_manifests(self, report: GcReport, cutoff: float, dry_run: bool) -> None:
         removed = await self.review.collect_manifests(
@@ -178,7 +177,7 @@ class GarbageCollector:
         )
         report.manifests += removed
         if removed and not dry_run and self.on_change:
-            self.on_change()
+            await self.on_change()
 
     async def _collect_blobs(self, report: GcReport, cutoff: float, dry_run: bool) -> None:
         after: tuple[float, str] = (-1.0, "")
@@ -212,7 +211,7 @@ class GarbageCollector:
             return
         removed = await self.reclaimer.remove(sizes, delete_rows)
         if removed.rows_deleted and self.on_change:
-            self.on_change()
+            await self.on_change()
         report.blob_bytes += removed.bytes
         report.blobs += removed.blobs
 

@@ -171,3 +171,24 @@ class PostgresDatabase(Database):
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]:
         return list(await self._open().fetch(postgres_query(sql), *params))
+
+    @asynccontextmanager
+    async def try_advisory_lock(self, work: str) -> AsyncIterator[bool]:
+        """The session-level advisory lock of `work`, if free: yields whether it was taken.
+
+        It is held on a pooled connection kept for the block; a lost connection or a dead
+        process releases it with the session. The pool resets a connection it gets back (asyncpg
+        unlocks every advisory lock then), so even a failed unlock leaves nothing held.
+        """
+        async with self._open().acquire() as conn:
+            # Keyed by schema as well: stores that share a database in schemas of their own
+            # (as the tests' do) each have their own lock.
+            key = await conn.fetchval(
+                "SELECT hashtextextended(current_schema() || ':beakerd ' || $1, 0)", work
+            )
+            taken = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            try:
+                yield taken
+            finally:
+                if taken:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", key)

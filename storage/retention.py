@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from storage.database import Connection, Database
@@ -71,7 +71,7 @@ class Retention:
         db: Database,
         policies: Policies,
         events: Outbox | None = None,
-        on_change: Callable[[], None] | None = None,
+        on_change: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.db = db
         self.policies = policies
@@ -93,7 +93,7 @@ class Retention:
         except _DryRun:
             pass
         if not dry_run and (report.tags or report.manifests) and self.on_change:
-            self.on_change()
+            await self.on_change()
         return report
 
     async def _apply_policy(

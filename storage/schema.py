@@ -246,6 +246,22 @@ MIGRATIONS: list[Migration] = [
 
     CREATE INDEX IF NOT EXISTS tags_digest ON tags (repository_id, digest)
     """,
+    # What replicas share besides the data (PostgreSQL): the change counter that every process
+    # polls (storage/generation_row.py) and the server's secrets, such as the registry's
+    # signing key (storage/secrets.py). SQLite keeps both in the data folder.
+    """
+    CREATE TABLE change_counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO change_counters (name, value) VALUES ('registry', 0);
+
+    CREATE TABLE server_secrets (
+        name TEXT PRIMARY KEY,
+        value BLOB NOT NULL,
+        created_at REAL NOT NULL
+    ) WITHOUT ROWID
+    """,
     # The pull-through cache (storage/pull_cache.py): for each tag and manifest digest fetched
     # from an upstream, when the upstream last confirmed it (tags are re-checked after their
     # TTL) and when a client last pulled it (entries unused for long are aged out).

@@ -12,7 +12,8 @@ Invariants:
 - A pass goes through the blob rows in digest order and saves how far it got in `scrub.json`
   (data folder) every few seconds, so one cut short by a restart resumes where it stopped; a
   finished pass records when it finished, and the next starts `interval` seconds later.
-- One scrub at a time per data folder (a lock file): with several workers, they take turns.
+- One scrub at a time per store (storage/work_lock.py: a lock file, or on PostgreSQL an
+  advisory lock across replicas): several workers or replicas take turns.
 """
 
 from __future__ import annotations
@@ -33,12 +34,11 @@ from pathlib import Path
 from storage.blobs import BlobStore, FileIdentity, identity_of
 from storage.database import Database
 from storage.digests import Digest, InvalidDigest
-from storage.file_lock import exclusive
+from storage.work_lock import one_at_a_time
 
 log = logging.getLogger("beakerd.scrub")
 
 STATE_FILE = "scrub.json"
-LOCK_FILE = "scrub.lock"
 _CHUNK = 1 << 20
 _PAGE = 200
 _SAVE_EVERY_SECONDS = 5.0
@@ -120,9 +120,9 @@ def hash_paced(path: Path, algorithm: str, pacer: Pacer) -> tuple[str, int, File
     return hasher.hexdigest(), size, identity
 
 
-def scrub_lock(root: Path) -> contextlib.AbstractContextManager[None]:
-    """The data folder's scrub lock, or ScrubBusy at once if another process holds it."""
-    return exclusive(root / LOCK_FILE, ScrubBusy("another process is scrubbing this data folder"))
+def scrub_lock(db: Database, root: Path) -> contextlib.AbstractAsyncContextManager[None]:
+    """The store's scrub lock, or ScrubBusy at once if another process (replica) holds it."""
+    return one_at_a_time(db, root, "scrub", ScrubBusy("another process is scrubbing this store"))
 
 
 class Scrubber:
@@ -154,7 +154,7 @@ class Scrubber:
         """One pass, from where the last one stopped; raises ScrubBusy if another is running."""
         started = time.monotonic()
         report = ScrubReport()
-        with scrub_lock(self.root):
+        async with scrub_lock(self.db, self.root):
             state = await asyncio.to_thread(ScrubState.load, self.state_path)
             pacer = Pacer(self.rate, self._stop)
             saved = time.monotonic()

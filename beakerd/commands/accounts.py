@@ -1,8 +1,8 @@
 """`beakerd account add|list|disable|promote|quota` and `beakerd token create|list|revoke`.
 
-They work on the data folder directly, whether or not the server runs (SQLite in WAL mode takes
-both); a revocation bumps the shared change counter, so a running server drops the token's
-registry credentials at once.
+They work on the server's database directly, whether or not the server runs (SQLite in WAL mode
+takes both; PostgreSQL is shared anyway); a revocation bumps the shared change counter, so every
+running server process (every replica) drops the token's registry credentials.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from metadata.owners import BeakerRepositoryOwners
 from metadata.schema import MIGRATIONS as METADATA_MIGRATIONS
 from metadata.workspaces import find_workspace
 from storage.database import Database
-from storage.generation import Generation
+from storage.generation import open_generation
 from storage.quotas import Quotas
 from storage.sizes import human_bytes, parse_size
 
@@ -121,14 +121,14 @@ async def _list_accounts(db: Database, args: argparse.Namespace, _: Settings) ->
 async def _disable_account(db: Database, args: argparse.Namespace, settings: Settings) -> int:
     revoked = await revoke_all_tokens(db, args.name)
     # A running server drops registry credentials minted from those tokens at once.
-    Generation(settings.data_dir / "generation").bump()
+    await _changed(db, settings)
     print(f"disabled {args.name}: revoked {revoked} token{'' if revoked == 1 else 's'}")
     return 0
 
 
 async def _promote_account(db: Database, args: argparse.Namespace, settings: Settings) -> int:
     account = await set_admin(db, args.name, not args.revoke)
-    Generation(settings.data_dir / "generation").bump()
+    await _changed(db, settings)
     print(f"{account.name} is {'now an admin' if account.admin else 'no longer an admin'}")
     return 0
 
@@ -168,6 +168,15 @@ async def _revoke_token(db: Database, args: argparse.Namespace, settings: Settin
     if not await revoke_token(db, args.token_id):
         print(f"beakerd: no live token {args.token_id}", file=sys.stderr)
         return 1
-    Generation(settings.data_dir / "generation").bump()
+    await _changed(db, settings)
     print(f"revoked {args.token_id}")
     return 0
+
+
+async def _changed(db: Database, settings: Settings) -> None:
+    """Tell running servers that cached credentials may be stale (storage/generation.py)."""
+    generation = await open_generation(db, settings.data_dir)
+    try:
+        await generation.bump()
+    finally:
+        await generation.close()

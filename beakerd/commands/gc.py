@@ -13,7 +13,7 @@ from beakerd.commands.datadir import data_exists, open_blobs, open_database
 from beakerd.settings import Settings
 from metadata.schema import MIGRATIONS as METADATA_MIGRATIONS
 from storage.gc import GarbageCollector, GcBusy, GcPolicy, GcReport
-from storage.generation import Generation
+from storage.generation import open_generation
 from storage.pull_cache import PullCache
 
 # How long to wait for a collection already running (the server's periodic pass) to end.
@@ -70,12 +70,12 @@ def run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _collect(settings: Settings, args: argparse.Namespace) -> GcReport:
     root = settings.data_dir
-    generation = Generation(root / "generation")
-    try:
-        async with (
-            open_database(settings, [("metadata", METADATA_MIGRATIONS)]) as db,
-            open_blobs(settings, db) as blobs,
-        ):
+    async with (
+        open_database(settings, [("metadata", METADATA_MIGRATIONS)]) as db,
+        open_blobs(settings, db) as blobs,
+    ):
+        generation = await open_generation(db, root)
+        try:
             if settings.upstreams and settings.pull_cache_expiry_seconds > 0 and not args.dry_run:
                 # What the server's own pass does first: unused cache entries go, then their
                 # blobs with this collection.
@@ -90,8 +90,8 @@ async def _collect(settings: Settings, args: argparse.Namespace) -> GcReport:
                 blobs.reclaimer,
             )
             return await _collect_when_free(collector, args.dry_run)
-    finally:
-        generation.close()
+        finally:
+            await generation.close()
 
 
 async def _collect_when_free(collector: GarbageCollector, dry_run: bool) -> GcReport:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from beakerd.commands.datadir import data_exists, open_database
 from beakerd.policy_config import PolicyConfig, outbox_of, policies_of
 from beakerd.settings import Settings
-from storage.generation import Generation
+from storage.generation import open_generation
 from storage.policies import Policies, Policy
 from storage.retention import Retention, RetentionReport
 
@@ -132,16 +132,16 @@ def vars_of(record: object) -> dict[str, object]:
 
 
 async def _apply(settings: Settings, dry_run: bool) -> RetentionReport:
-    generation = Generation(settings.data_dir / "generation")
-    try:
-        async with open_database(settings) as db:
+    async with open_database(settings) as db:
+        generation = await open_generation(db, settings.data_dir)
+        try:
             # A running server's caches drop what this pass removes when the counter moves.
             retention = Retention(
                 db, policies_of(db, settings), outbox_of(db, settings), generation.bump
             )
             return await retention.apply(dry_run)
-    finally:
-        generation.close()
+        finally:
+            await generation.close()
 
 
 async def _with_policies(settings: Settings, action: Callable[[Policies], Awaitable[None]]) -> None:

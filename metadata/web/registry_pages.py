@@ -88,5 +88,5 @@ async def delete_tag(visit: Visit) -> web.StreamResponse:
         raise Forbidden(f"repository {name} is read-only") from None
     if not deleted:
         raise NotFound(f"tag {tag!r} not found in {name}")
-    visit.ctx.registry.changed()
+    await visit.ctx.registry.changed()
     return see_other(f"/registry/{name}")

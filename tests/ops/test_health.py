@@ -40,7 +40,16 @@ def test_health_endpoints_answer_without_credentials(beakerd_server: Server) -> 
     alive = call(beakerd_server, "GET", "/healthz", auth=False)
     ready = call(beakerd_server, "GET", "/readyz", auth=False)
     assert alive.status == 200 and alive.json() == {"status": "ok"}
-    assert ready.status == 200 and ready.json() == {"status": "ok"}
+    assert ready.status == 200 and ready.json()["status"] == "ok"
+
+
+def test_readyz_names_the_database_and_blob_store_without_credentials(
+    beakerd_server: Server,
+) -> None:
+    body = call(beakerd_server, "GET", "/readyz", auth=False).json()
+    assert body["database"].split(":", 1)[0] in ("sqlite", "postgresql")
+    assert "@" not in body["database"]  # no password, no user
+    assert body["blob_store"].split(":", 1)[0] in ("file", "s3")
 
 
 async def test_readyz_is_ok_with_a_working_database_and_writable_folder(

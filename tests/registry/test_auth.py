@@ -228,7 +228,7 @@ async def test_a_renewed_token_keeps_its_api_token_and_dies_with_it(client: Any)
     assert _claims(client, renewed).token_id == "alice"
     assert await push(client, "alice/app", bearer(renewed)) == 201
     client.app[AUTHORITY].revoked.add("alice")
-    client.app[REGISTRY].changed()
+    await client.app[REGISTRY].changed()
     resp = await client.get("/v2/alice/app/tags/list", headers=bearer(renewed))
     assert resp.status == 401
     resp = await client.get("/v2/token", headers=bearer(renewed))
@@ -351,7 +351,7 @@ async def test_revoking_the_api_token_stops_its_registry_tokens_at_once(client: 
     token = await token_for(client, "alice", "repository:alice/app:pull,push")
     assert (await client.get("/v2/", headers=bearer(token))).status == 200
     client.app[AUTHORITY].revoked.add("alice")
-    client.app[REGISTRY].changed()  # what revoking does, through the metadata store
+    await client.app[REGISTRY].changed()  # what revoking does, through the metadata store
     resp = await client.get("/v2/", headers=bearer(token))
     assert resp.status == 401
     assert 'error="invalid_token"' in resp.headers["WWW-Authenticate"]

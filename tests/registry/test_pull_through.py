@@ -363,7 +363,7 @@ async def test_unused_entries_age_out_and_their_blobs_go_with_gc(
     assert await ctx.repositories.blob_size(digest_of(layer)) is not None
 
     assert await ctx.proxy.expire(-1) == 2  # the tag and the manifest
-    ctx.changed()
+    await ctx.changed()
     report = await collector.collect()
 
     assert report.blobs == 1  # the layer (the config was never asked for)
