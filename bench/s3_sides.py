@@ -19,7 +19,6 @@ from bench.servers import BEAKERD_ACCOUNT, start_beakerd, start_reference
 
 if TYPE_CHECKING:
     from tests.backends.cluster import Cluster
-
     from tests.backends.postgres import PostgresServer
     from tests.backends.seaweedfs import SeaweedFS
 
