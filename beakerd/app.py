@@ -7,14 +7,17 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from beakerd import grpc_server, health, metrics
+from beakerd import grpc_server, health, metrics, webhooks
 from beakerd.disconnects import client_disconnects
+from beakerd.policy_config import outbox_of, policies_of
 from beakerd.settings import Settings
 from metadata.authority import BeakerAuthority
 from metadata.context import METADATA
 from metadata.owners import BeakerRepositoryOwners
 from metadata.routes import add_routes as add_metadata_routes
 from metadata.startup import open_metadata
+from metadata.web import add_routes as add_web_routes
+from metadata.web.visits import WebSettings
 from registry.auth import AUTH_POLICY, AUTHORITY, AuthPolicy, registry_auth
 from registry.bodies import BODY_READ_TIMEOUT
 from registry.context import REGISTRY, RegistryContext
@@ -25,7 +28,10 @@ from storage.blobstore.backend import BlobBackend, open_blob_store
 from storage.database import Database, open_database
 from storage.gc import GarbageCollector, GcPolicy, run_periodically
 from storage.generation import open_generation
+from storage.quotas import Quotas
 from storage.repositories import Repositories
+from storage.retention import Retention
+from storage.retention import run_periodically as retain_periodically
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
 from storage.scrub import Scrubber
 from storage.scrub import run_periodically as scrub_periodically
@@ -54,11 +60,18 @@ def create_app(settings: Settings) -> web.Application:
     )
     add_registry_routes(app)
     add_metadata_routes(app)
+    add_web_routes(
+        app,
+        WebSettings(
+            session_ttl_seconds=settings.web_session_ttl_seconds,
+            secure_cookies=settings.tls_enabled,
+        ),
+    )
     app.cleanup_ctx.append(_storage)
     # After _storage: it serves app[METADATA].
     app.cleanup_ctx.append(grpc_server.grpc_context(settings))
     # After _storage: the metrics gauges read the database it opens.
-    health.add_routes(app, DATABASE, settings.data_dir, settings.blob_store)
+    health.add_routes(app, DATABASE, settings.data_dir, settings.blob_store, BLOB_BACKEND)
     metrics.add_routes(app, DATABASE)
     return app
 
@@ -73,7 +86,13 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         await db.migrate("storage", STORAGE_MIGRATIONS)
         key = await server_key(db, root / "keys" / "registry.pem")
         app[TOKENS] = TokenIssuer(key, REGISTRY_SERVICE)
-        repositories = Repositories(db)
+        quotas = Quotas(db, BeakerRepositoryOwners(db, settings.quota_bytes))
+        repositories = Repositories(
+            db,
+            policies=policies_of(db, settings),
+            quotas=quotas,
+            events=outbox_of(db, settings),
+        )
         async with open_blob_store(
             settings.blob_location,
             db,
@@ -94,8 +113,13 @@ async def _serving(
     settings = app[SETTINGS]
     root = settings.data_dir
     generation = await open_generation(db, root)
+    owners = BeakerRepositoryOwners(db, settings.quota_bytes)
+    outbox = repositories.events
     app[DATABASE] = db
     app[BLOB_BACKEND] = backend
+    if repositories.quotas is not None:
+        app[metrics.QUOTAS] = repositories.quotas
+    app[metrics.OUTBOX] = outbox
     app[REGISTRY] = RegistryContext(
         repositories=repositories,
         blobs=backend.reader,
@@ -109,7 +133,6 @@ async def _serving(
         bootstrap_account=settings.bootstrap_account,
         token_ttl_seconds=settings.token_ttl_seconds,
         scheme=settings.url_scheme,
-        pages_show_private=settings.loopback_only,
         rpc_address=settings.rpc_address,
         ca_file=root / "tls" / "ca.crt" if settings.tls_auto else None,
     )
@@ -120,7 +143,7 @@ async def _serving(
         backend.root,
         gc_policy(settings),
         generation.bump,
-        BeakerRepositoryOwners(db),
+        owners,
         backend.reclaimer,
     )
     gc_task = (
@@ -140,10 +163,21 @@ async def _serving(
         and settings.scrub_interval_seconds > 0
         else None
     )
+    retention = Retention(db, repositories.policies, outbox, generation.bump)
+    retention_task = (
+        asyncio.create_task(
+            retain_periodically(
+                retention, settings.retention_interval_seconds, metrics.record_retention
+            )
+        )
+        if settings.retention_interval_seconds > 0
+        else None
+    )
     try:
-        yield
+        async with webhooks.delivering(outbox, settings.webhook_timeout_seconds):
+            yield
     finally:
-        for task in (gc_task, scrub_task):
+        for task in (gc_task, scrub_task, retention_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

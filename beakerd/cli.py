@@ -9,7 +9,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from beakerd.commands import accounts, fsck, gc, serve
+from beakerd.commands import accounts, fsck, gc, policies, serve
 from beakerd.logging_setup import configure_logging
 from beakerd.settings import ConfigError, Settings, load_settings
 from storage.database import DatabaseUnavailable
@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="beakerd", description=__doc__)
     parser.add_argument("--version", action="version", version=f"beakerd {version('beakerd')}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (serve, gc, fsck, accounts):
+    for module in (serve, gc, fsck, accounts, policies):
         module.register(commands)
     return parser
 

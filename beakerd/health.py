@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from storage.blobstore.backend import BlobBackend
 from storage.database import Database
 
 # A check taking longer than this counts as failed: a stuck disk is not ready.
@@ -50,7 +51,12 @@ def _answer(status: str, stores: dict[str, str], reason: str | None = None) -> w
     return web.json_response(body, status=200 if reason is None else 503)
 
 
-def readyz_handler(database: web.AppKey[Database], data_dir: Path, blob_store: str) -> Handler:
+def readyz_handler(
+    database: web.AppKey[Database],
+    data_dir: Path,
+    blob_store: str,
+    blobs: web.AppKey[BlobBackend] | None = None,
+) -> Handler:
     async def readyz(request: web.Request) -> web.Response:
         stores = {"blob_store": blob_store}
         db = request.app.get(database)
@@ -78,6 +84,15 @@ def readyz_handler(database: web.AppKey[Database], data_dir: Path, blob_store: s
             return _not_ready(f"data folder write took over {CHECK_TIMEOUT_SECONDS:g}s")
         except OSError as e:
             return _not_ready(f"data folder {data_dir} is not writable: {e.strerror or e}")
+        backend = request.app.get(blobs) if blobs is not None else None
+        if backend is not None:
+            try:
+                async with asyncio.timeout(CHECK_TIMEOUT_SECONDS):
+                    await backend.reader.ping()
+            except TimeoutError:
+                return _not_ready(f"blob store did not answer within {CHECK_TIMEOUT_SECONDS:g}s")
+            except Exception as e:  # any failure of the store's client is a reason, not a 500
+                return _not_ready(f"blob store failed: {e}")
         return _answer("ok", stores)
 
     return readyz
@@ -92,11 +107,13 @@ def add_routes(
     database: web.AppKey[Database],
     data_dir: Path,
     blob_store: str | None = None,
+    blobs: web.AppKey[BlobBackend] | None = None,
 ) -> None:
-    """`blob_store`: the store's URL as the settings name it (never with credentials)."""
+    """`blob_store`: the store's URL as the settings name it (never with credentials);
+    `blobs`: where the app keeps the open store, asked whether it answers."""
     app[DRAINING] = []
     app.router.add_get("/healthz", healthz)
     app.router.add_get(
-        "/readyz", readyz_handler(database, data_dir, blob_store or f"file://{data_dir}")
+        "/readyz", readyz_handler(database, data_dir, blob_store or f"file://{data_dir}", blobs)
     )
     app.on_shutdown.append(_on_shutdown)

@@ -36,13 +36,15 @@ import os
 import time
 from bisect import bisect_left
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
 
 from storage.database import Database
+from storage.outbox import Outbox
+from storage.quotas import Quotas
 
 log = logging.getLogger("beakerd.metrics")
 
@@ -200,6 +202,26 @@ scrub_passes = Counter("beakerd_scrub_passes_total", "Scrub passes over every st
 scrub_corrupt = Counter(
     "beakerd_scrub_corrupt_blobs_total", "Corrupt blob files the scrub found and took out."
 )
+retention_runs = Counter("beakerd_retention_runs_total", "Retention passes completed.")
+retention_removed = Counter(
+    "beakerd_retention_removed_total", "Tags and manifests retention removed, by kind.", ("kind",)
+)
+
+
+class RetentionOutcome(Protocol):
+    """What record_retention reads (storage/retention.py RetentionReport)."""
+
+    @property
+    def tags(self) -> Sequence[object]: ...
+
+    @property
+    def manifests(self) -> Sequence[object]: ...
+
+
+def record_retention(report: RetentionOutcome) -> None:
+    retention_runs.inc()
+    retention_removed.inc(len(report.tags), ("tag",))
+    retention_removed.inc(len(report.manifests), ("manifest",))
 
 
 def record_gc(report: GcOutcome) -> None:
@@ -227,6 +249,8 @@ METRICS: tuple[Metric, ...] = (
     gc_bytes_freed,
     scrub_passes,
     scrub_corrupt,
+    retention_runs,
+    retention_removed,
 )
 
 
@@ -294,13 +318,21 @@ class StoredData:
     blob_bytes: int
     repositories: int
     uploads_in_progress: int
+    # account -> (bytes used, quota or None)
+    accounts: dict[str, tuple[int, int | None]] = field(default_factory=dict)
+    # pending, dropped_overflow, dropped_failed, dropped_unconfigured
+    webhooks: dict[str, int] = field(default_factory=dict)
 
 
 class DataGauges:
     """Counts over the database, recomputed at most every GAUGE_CACHE_SECONDS."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, quotas: Quotas | None = None, outbox: Outbox | None = None
+    ) -> None:
         self.db = db
+        self.quotas = quotas
+        self.outbox = outbox
         self._value: StoredData | None = None
         self._at = 0.0
         self._lock = asyncio.Lock()
@@ -319,15 +351,21 @@ class DataGauges:
         )
         repos = await self.db.fetchone("SELECT count(*) AS n FROM repositories")
         uploads = await self.db.fetchone("SELECT count(*) AS n FROM uploads")
+        usages = await self.quotas.usages() if self.quotas is not None else []
         return StoredData(
             blobs=int(blobs["n"]) if blobs else 0,
             blob_bytes=int(blobs["b"]) if blobs else 0,
             repositories=int(repos["n"]) if repos else 0,
             uploads_in_progress=int(uploads["n"]) if uploads else 0,
+            accounts={u.account: (u.used, u.limit) for u in usages},
+            webhooks=await self.outbox.stats() if self.outbox is not None else {},
         )
 
 
 DATA_GAUGES = web.AppKey("beakerd.data_gauges", DataGauges)
+# Set by the app's storage context when it has them: per-account usage and the webhook outbox.
+QUOTAS = web.AppKey("beakerd.quotas", Quotas)
+OUTBOX = web.AppKey("beakerd.outbox", Outbox)
 
 
 def _gauge(name: str, help_text: str, value: float) -> list[str]:
@@ -350,7 +388,51 @@ def render(stored: StoredData | None, others: Sequence[dict[str, Any]] = ()) -> 
             "Blob upload sessions started and not yet finished or cancelled.",
             stored.uploads_in_progress,
         )
+        lines += _account_gauges(stored.accounts)
+        lines += _webhook_gauges(stored.webhooks)
     return "\n".join(lines) + "\n"
+
+
+def _account_gauges(accounts: dict[str, tuple[int, int | None]]) -> list[str]:
+    lines = [
+        "# HELP beakerd_account_storage_bytes Bytes of distinct blobs an account holds.",
+        "# TYPE beakerd_account_storage_bytes gauge",
+    ]
+    lines += [
+        f"beakerd_account_storage_bytes{_labels(('account',), (name,))} {_number(used)}"
+        for name, (used, _) in sorted(accounts.items())
+    ]
+    lines += [
+        "# HELP beakerd_account_quota_bytes An account's storage quota (absent: unlimited).",
+        "# TYPE beakerd_account_quota_bytes gauge",
+    ]
+    lines += [
+        f"beakerd_account_quota_bytes{_labels(('account',), (name,))} {_number(limit)}"
+        for name, (_, limit) in sorted(accounts.items())
+        if limit is not None
+    ]
+    return lines
+
+
+def _webhook_gauges(stats: dict[str, int]) -> list[str]:
+    if not stats:
+        return []
+    lines = _gauge(
+        "beakerd_webhook_events_pending",
+        "Webhook events waiting in the outbox.",
+        stats.get("pending", 0),
+    )
+    name = "beakerd_webhook_events_dropped_total"
+    lines += [
+        f"# HELP {name} Webhook events dropped undelivered, by reason: overflow (the outbox was"
+        " full), failed (attempts ran out), unconfigured (the endpoint left the configuration).",
+        f"# TYPE {name} counter",
+    ]
+    lines += [
+        f"{name}{_labels(('reason',), (reason,))} {_number(stats.get('dropped_' + reason, 0))}"
+        for reason in ("overflow", "failed", "unconfigured")
+    ]
+    return lines
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
@@ -369,7 +451,7 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 def _data_gauges(database: web.AppKey[Database]) -> CleanupContext:
     async def open_gauges(app: web.Application) -> AsyncIterator[None]:
-        app[DATA_GAUGES] = DataGauges(app[database])
+        app[DATA_GAUGES] = DataGauges(app[database], app.get(QUOTAS), app.get(OUTBOX))
         yield
 
     return open_gauges

@@ -17,8 +17,10 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from beakerd.policy_config import PolicyConfig, WebhookConfig
 from storage.blobstore.location import FileLocation, S3Location, parse_location
 from storage.postgres import is_postgres_url
+from storage.sizes import parse_size
 from storage.sqlite import sqlite_path
 
 # The values of `--config FILE` while `load_settings` builds Settings.
@@ -87,6 +89,13 @@ class Settings(BaseSettings):
         le=7 * 86400,
         description="Lifetime of registry tokens and of an image's push credentials (never"
         " longer than the API token behind them).",
+    )
+    web_session_ttl_seconds: int = Field(
+        default=7 * 86400,
+        ge=60,
+        le=90 * 86400,
+        description="How long a sign-in to the web pages lasts (never longer than the API"
+        " token signed in with; signing out or revoking the token ends it at once).",
     )
     gc_interval_seconds: float = Field(
         default=3600.0,
@@ -179,6 +188,48 @@ class Settings(BaseSettings):
         " taken); 0: any free port.",
     )
 
+    quota_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description="The storage quota of an account without one of its own (`beakerd account"
+        " quota`), in bytes or as `500M`, `10G`; each blob counts once per account. Unset:"
+        " unlimited.",
+    )
+    policies: list[PolicyConfig] = Field(
+        default_factory=list,
+        description="Repository policies (immutable tags, retention), each with `repositories`"
+        " (a pattern), `immutable_tags`, `tags`, `keep_newest`, `tags_older_than` and"
+        " `untagged_older_than`; `beakerd policy set` adds more. See beakerd/policy_config.py.",
+    )
+    retention_interval_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How often the server applies the retention policies (0: never;"
+        " `beakerd retention` still works).",
+    )
+    webhooks: list[WebhookConfig] = Field(
+        default_factory=list,
+        description="Webhook endpoints, each with `url`, `secret` (HMAC-SHA256 key of the"
+        " `X-Beakerd-Signature-256` header) and `events` (push, delete, pull, image_commit,"
+        " quota_exceeded; default all).",
+    )
+    webhook_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="How long one webhook delivery may take."
+    )
+    webhook_max_attempts: int = Field(
+        default=12,
+        ge=1,
+        le=100,
+        description="Deliveries of an event before it is dropped (retries back off from 1 s"
+        " doubling to 1 hour); dropped events are counted in `/metrics`.",
+    )
+    webhook_outbox_max_events: int = Field(
+        default=10000,
+        ge=1,
+        description="Undelivered webhook events kept; past it the oldest are dropped (and"
+        " counted in `/metrics`).",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -198,6 +249,11 @@ class Settings(BaseSettings):
         if value is not None and not is_postgres_url(value):
             sqlite_path(value)  # raises ValueError, naming the URL
         return value
+
+    @field_validator("quota_bytes", mode="before")
+    @classmethod
+    def _size(cls, value: object) -> object:
+        return parse_size(value) if isinstance(value, str) else value
 
     @field_validator("log_level")
     @classmethod

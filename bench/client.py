@@ -48,6 +48,14 @@ class RegistryError(RuntimeError):
     pass
 
 
+@dataclass(frozen=True)
+class Pull:
+    """A pulled blob's size, and the base URL of the server that sent its bytes."""
+
+    size: int
+    source: str
+
+
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     """`Bearer realm="..",service="..",scope=".."` → ("bearer", {realm: .., ...})."""
     scheme, _, rest = header.strip().partition(" ")
@@ -249,6 +257,12 @@ class RegistryClient:
 
     def pull_blob(self, repo: str, digest: str) -> int:
         """GET a blob, following redirects; the body is read and dropped. Returns its size."""
+        return self.pull_blob_from(repo, digest).size
+
+    def pull_blob_from(self, repo: str, digest: str) -> Pull:
+        """GET a blob as a client would: a redirect to another loopback server (an object store's
+        presigned URL) is followed on a new connection, without this registry's credentials
+        (the URL carries its own signature). Says which server sent the bytes."""
         target = f"/v2/{repo}/blobs/{digest}"
         for _ in range(5):
             raw = self.open("GET", target)
@@ -260,16 +274,15 @@ class RegistryClient:
             if raw.status in (301, 302, 303, 307, 308):
                 raw.read()
                 target = raw.headers.get("Location", "")
+                if not self._is_registry(target):
+                    return Pull(read_elsewhere(target), token_url_base(target))
                 continue
-            if raw.status != 200:
-                raise RegistryError(f"GET {target} -> {raw.status}: {raw.read()[:300]!r}")
-            buffer = bytearray(READ_BUFFER)
-            view = memoryview(buffer)
-            total = 0
-            while n := raw.readinto(view):
-                total += n
-            return total
+            return Pull(_read_blob(raw, target), self.base_url)
         raise RegistryError(f"GET {target}: too many redirects or logins")
+
+    def _is_registry(self, location: str) -> bool:
+        parts = urllib.parse.urlsplit(urllib.parse.urljoin(self.base_url + "/", location))
+        return (parts.hostname, parts.port or 80) == (self.host, self.port)
 
     def put_manifest(self, repo: str, reference: str, manifest: bytes, media_type: str) -> None:
         self.request(
@@ -284,6 +297,30 @@ class RegistryClient:
         return self.request(
             "GET", f"/v2/{repo}/manifests/{reference}", headers={"Accept": media_type}
         ).body
+
+
+def _read_blob(raw: http.client.HTTPResponse, target: str) -> int:
+    """Read a 200 response's body into a reused buffer and drop it; returns its length."""
+    if raw.status != 200:
+        raise RegistryError(f"GET {target} -> {raw.status}: {raw.read()[:300]!r}")
+    view = memoryview(bytearray(READ_BUFFER))
+    total = 0
+    while n := raw.readinto(view):
+        total += n
+    return total
+
+
+def read_elsewhere(url: str) -> int:
+    """GET an absolute URL on another loopback server, once, on a connection of its own."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme != "http" or parts.hostname not in ("127.0.0.1", "localhost"):
+        raise RegistryError(f"refusing to follow {url}: not a loopback http URL")
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=600)
+    try:
+        conn.request("GET", parts.path + ("?" + parts.query if parts.query else ""))
+        return _read_blob(conn.getresponse(), url)
+    finally:
+        conn.close()
 
 
 def token_url_base(url: str) -> str:

@@ -213,37 +213,9 @@ class ServerBench:
         rate = mb_per_s(size, seconds)
         return rate, f"{rate:,.0f} MB/s ({seconds:.2f} s)"
 
-    def _push_small_image(self) -> bytes:
-        """A config blob, one small layer and an OCI image manifest tagged `latest`."""
-        layer = os.urandom(64 * 1024)
-        layer_digest = "sha256:" + hashlib.sha256(layer).hexdigest()
-        config = json.dumps(
-            {
-                "architecture": "amd64",
-                "os": "linux",
-                "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-            }
-        ).encode()
-        config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
-        self.client.ensure_login(REPO)
-        self.client.push_blob_monolithic(REPO, config, config_digest)
-        self.client.push_blob_monolithic(REPO, layer, layer_digest)
-        manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": OCI_MANIFEST,
-                "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
-                "layers": [{"mediaType": OCI_LAYER, "digest": layer_digest, "size": len(layer)}],
-            }
-        ).encode()
-        self.client.put_manifest(REPO, "latest", manifest, OCI_MANIFEST)
-        if self.client.get_manifest(REPO, "latest", OCI_MANIFEST) != manifest:
-            raise RegistryError("GET manifests/latest did not return the pushed manifest")
-        return manifest
-
     def manifest_get(self) -> tuple[float, str]:
         if self._manifest is None:
-            self._manifest = self._push_small_image()
+            self._manifest = push_small_image(self.client)
         # A fresh token per run: beakerd's tokens are short-lived and wrk cannot renew them.
         self.client.ensure_login(REPO)
         rate = run_wrk(
@@ -252,6 +224,35 @@ class ServerBench:
             self.args.wrk_duration,
         )
         return rate, f"{rate:,.0f} req/s"
+
+
+def push_small_image(client: RegistryClient) -> bytes:
+    """A config blob, one small layer and an OCI image manifest tagged `latest`; returns it."""
+    layer = os.urandom(64 * 1024)
+    layer_digest = "sha256:" + hashlib.sha256(layer).hexdigest()
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+        }
+    ).encode()
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    client.ensure_login(REPO)
+    client.push_blob_monolithic(REPO, config, config_digest)
+    client.push_blob_monolithic(REPO, layer, layer_digest)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+            "layers": [{"mediaType": OCI_LAYER, "digest": layer_digest, "size": len(layer)}],
+        }
+    ).encode()
+    client.put_manifest(REPO, "latest", manifest, OCI_MANIFEST)
+    if client.get_manifest(REPO, "latest", OCI_MANIFEST) != manifest:
+        raise RegistryError("GET manifests/latest did not return the pushed manifest")
+    return manifest
 
 
 # Measurement key → one timed run: (value, line to print).

@@ -71,7 +71,7 @@ METRICS: list[Metric] = [
 ]
 
 
-def _cell(value: float | str | None, unit: str) -> str:
+def cell(value: float | str | None, unit: str) -> str:
     if value is None:
         return "-"
     if isinstance(value, str):
@@ -101,7 +101,7 @@ def markdown_table(beakerd: Measurements | None, reference: Measurements | None)
         elif metric.check is not None and isinstance(b, str):
             result = "FAIL"
         rows.append(
-            f"| {metric.label} | {_cell(b, metric.unit)} | {_cell(r, metric.unit)} "
+            f"| {metric.label} | {cell(b, metric.unit)} | {cell(r, metric.unit)} "
             f"| {ratio} | {metric.target} | {result} |"
         )
     return "\n".join(rows)

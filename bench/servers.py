@@ -49,6 +49,14 @@ class RegistryProcess:
     def pid(self) -> int:
         return self.proc.pid
 
+    @property
+    def pids(self) -> list[int]:
+        """The process trees whose CPU counts as this server's."""
+        return [self.proc.pid]
+
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
     def log_tail(self, lines: int = 30) -> str:
         try:
             text = self.log_path.read_text(errors="replace")
@@ -93,18 +101,23 @@ def _v2_status(url: str) -> int:
         return int(error.code)
 
 
-def start_reference(workdir: Path) -> RegistryProcess:
-    """`docker-registry serve config.yml` with filesystem storage under `workdir`.
+def start_reference(
+    workdir: Path, storage: dict[str, object] | None = None, name: str = "reference"
+) -> RegistryProcess:
+    """`docker-registry serve config.yml`, by default with filesystem storage under `workdir`.
 
-    The access log is off: it is written per request to stdout and would only measure the log file.
+    `storage` replaces the driver section (e.g. `{"s3": {...}, "redirect": {...}}`); the
+    delete and cache settings stay. The access log is off: it is written per request to stdout
+    and would only measure the log file.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    driver = storage or {"filesystem": {"rootdirectory": str(workdir / "data")}}
     config = {
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
         "storage": {
-            "filesystem": {"rootdirectory": str(workdir / "data")},
+            **driver,
             "delete": {"enabled": True},
             "cache": {"blobdescriptor": "inmemory"},
         },
@@ -113,23 +126,34 @@ def start_reference(workdir: Path) -> RegistryProcess:
     config_path = workdir / "config.yml"
     config_path.write_text(yaml.safe_dump(config))
     log_path = workdir / "registry.log"
+    env = dict(os.environ)
+    # Set on these machines for TLS; the registry's AWS SDK panics at start when it is set.
+    env.pop("AWS_CA_BUNDLE", None)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             ["docker-registry", "serve", str(config_path)],
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    server = RegistryProcess("reference", port, proc, log_path)
+    server = RegistryProcess(name, port, proc, log_path)
     _wait_ready(server)
     return server
 
 
-def start_beakerd(workdir: Path) -> RegistryProcess:
+def start_beakerd(
+    workdir: Path,
+    extra_args: list[str] | None = None,
+    extra_env: dict[str, str] | None = None,
+    name: str = "beakerd",
+    unset_env: tuple[str, ...] = (),
+) -> RegistryProcess:
     """`python -m beakerd serve` with HOME and the data folder under `workdir`.
 
     The bootstrap account `bench` gets its API token written into $HOME/.beaker/config.yml;
-    that token is the password for the registry's token flow.
+    that token is the password for the registry's token flow. `extra_args` go after `serve`'s
+    own (e.g. `--blob-store`), `extra_env` over the inherited environment, less `unset_env`.
     """
     home = workdir / "home"
     home.mkdir(parents=True, exist_ok=True)
@@ -139,16 +163,20 @@ def start_beakerd(workdir: Path) -> RegistryProcess:
     env.pop("BEAKER_CONFIG", None)
     env.pop("XDG_DATA_HOME", None)
     env["BEAKERD_BOOTSTRAP_ACCOUNT"] = BEAKERD_ACCOUNT
+    env.update(extra_env or {})
+    for variable in unset_env:
+        env.pop(variable, None)
     cmd = [
         sys.executable, "-m", "beakerd", "serve",
         "--host", "127.0.0.1", "--port", str(port), "--data-dir", str(workdir / "data"),
+        *(extra_args or []),
     ]  # fmt: skip
     log_path = workdir / "beakerd.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             cmd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
-    server = RegistryProcess("beakerd", port, proc, log_path)
+    server = RegistryProcess(name, port, proc, log_path)
     _wait_ready(server)
     config = home / ".beaker" / "config.yml"
     # The config is written at bootstrap; give a server that wants a login a moment to write it.
@@ -198,11 +226,13 @@ _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid`, plus cutime + cstime: the children it has already reaped."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            # Fields after the ")" that closes the command name: utime and stime are 12th, 13th.
+            # Fields after the ")" that closes the command name: utime, stime, cutime, cstime
+            # are the 12th to 15th.
             fields = f.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        return sum(int(field) for field in fields[11:15]) / _CLOCK_TICKS
     except (OSError, IndexError, ValueError):
         return 0.0
 

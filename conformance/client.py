@@ -38,8 +38,17 @@ class Response:
     headers: CIMultiDictProxy[str]
     body: bytes
     request_headers: dict[str, str] = field(default_factory=dict)
+    # The registry's own answer when it redirected (to object storage, say): the headers a
+    # registry owes, such as Docker-Content-Digest, are on it, not on the store's.
+    redirect_headers: CIMultiDictProxy[str] | None = None
 
     def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+    def registry_header(self, name: str) -> str | None:
+        """A header of the registry's answer, the redirect's when the registry redirected."""
+        if self.redirect_headers is not None and name in self.redirect_headers:
+            return self.redirect_headers.get(name)
         return self.headers.get(name)
 
     def json(self) -> Any:
@@ -175,7 +184,8 @@ class RegistryClient:
             allow_redirects=follow_redirects,
         ) as r:
             body = await r.read()
-            return Response(method, str(r.url), r.status, r.headers, body, dict(hdrs))
+            first = r.history[0].headers if r.history else None
+            return Response(method, str(r.url), r.status, r.headers, body, dict(hdrs), first)
 
     def _authorization_for(self, url: str) -> str | None:
         if self._basic is not None:

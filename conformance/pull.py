@@ -103,7 +103,7 @@ async def run(ctx: Context) -> None:
             resp.body == blob.data,
             f"{len(resp.body)} bytes, expected {blob.size}",
         )
-        dcd = resp.header("Docker-Content-Digest")
+        dcd = resp.registry_header("Docker-Content-Digest")
         r.check(
             f"GET {label} blob has Docker-Content-Digest",
             dcd is not None,

@@ -225,6 +225,13 @@ async def set_admin(db: Database, ref: str, admin: bool = True) -> Account:
     return await get_account(db, account.id)
 
 
+async def set_quota(db: Database, ref: str, quota_bytes: int | None) -> Account:
+    """An account's storage quota (storage/quotas.py); None: the server's default again."""
+    account = await get_account(db, ref)
+    await db.execute("UPDATE accounts SET quota_bytes = ? WHERE id = ?", (quota_bytes, account.id))
+    return account
+
+
 async def revoke_all_tokens(db: Database, ref: str) -> int:
     """Revoke every live token of an account at once: it can no longer sign in."""
     account = await get_account(db, ref)

@@ -17,8 +17,7 @@ import time
 
 from metadata.accounts import TOKEN_PREFIX, find_account, hash_secret
 from metadata.images import image_for_repository, images_for_repositories
-from metadata.permissions import can_read_image
-from metadata.records import Account
+from metadata.permissions import can_read_image, owns_namespace
 from registry.access import DELETE, PULL, PUSH
 from registry.auth import Principal
 from storage.database import Database
@@ -59,7 +58,7 @@ class BeakerAuthority:
         if image is not None:
             readable = await can_read_image(self.db, account, image)
             return frozenset({PULL}) if readable else NO_ACTIONS
-        if _in_namespace(account, repository):
+        if owns_namespace(account, repository):
             return ALL_ACTIONS
         return NO_ACTIONS
 
@@ -81,7 +80,7 @@ class BeakerAuthority:
             if image is not None:
                 if await can_read_image(self.db, account, image):
                     readable.add(repository)
-            elif _in_namespace(account, repository):
+            elif owns_namespace(account, repository):
                 readable.add(repository)
         return frozenset(readable)
 
@@ -105,7 +104,3 @@ class BeakerAuthority:
             "SELECT 1 FROM accounts WHERE name = ?", (repository.split("/", 1)[0],)
         )
         return row is not None
-
-
-def _in_namespace(account: Account, repository: str) -> bool:
-    return repository == account.name or repository.startswith(account.name + "/")

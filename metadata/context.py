@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from metadata.contents import ContentsReader
 from registry.context import RegistryContext
 from storage.database import Database
 
@@ -18,9 +19,11 @@ class MetadataContext:
     registry_address: str
     # Lifetime of the registry credentials minted for an image.
     token_ttl_seconds: float
-    # The web pages have no login: they show every image only when the server listens on
-    # loopback alone (a laptop), else only images of public workspaces.
-    pages_show_private: bool = True
+    # What is inside images (config, history, layers), parsed once per digest.
+    contents: ContentsReader = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.contents = ContentsReader(self.registry)
 
 
 METADATA = web.AppKey("metadata", MetadataContext)

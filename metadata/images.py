@@ -42,15 +42,20 @@ SELECT_IMAGE = (
     " JOIN accounts wa ON wa.id = w.author_id"
 )
 
+# The API's sort fields; the web pages also sort by size and workspace.
 SortField = Literal["created", "author", "name"]
+ListOrder = Literal["created", "author", "name", "size", "workspace"]
+# Every column NULL-free, so both engines put the same rows first (they order NULLs apart).
 _ORDER_COLUMNS: dict[str, str] = {
-    "created": "i.created",
-    "author": "ia.name",
-    "name": "i.name",
+    "created": "i.created {0}",
+    "author": "ia.name {0}",
+    "name": "coalesce(i.name, '') {0}",
+    "size": "coalesce(i.size, -1) {0}",
+    "workspace": "o.name {0}, w.name {0}",
 }
 
 
-def _image_from_row(row: Row) -> Image:
+def image_from_row(row: Row) -> Image:
     return Image(
         id=row["id"],
         name=row["name"],
@@ -116,7 +121,7 @@ async def find_image(db: Database, ref: str) -> Image | None:
         row = await db.fetchone(SELECT_IMAGE + " WHERE ia.name = ? AND i.name = ?", (author, name))
     else:
         row = await db.fetchone(SELECT_IMAGE + " WHERE i.id = ?", (ref,))
-    return _image_from_row(row) if row else None
+    return image_from_row(row) if row else None
 
 
 async def get_image(db: Database, ref: str) -> Image:
@@ -128,7 +133,7 @@ async def get_image(db: Database, ref: str) -> Image:
 
 async def image_for_repository(db: Database, repository: str) -> Image | None:
     row = await db.fetchone(SELECT_IMAGE + " WHERE i.repository = ?", (repository,))
-    return _image_from_row(row) if row else None
+    return image_from_row(row) if row else None
 
 
 async def images_for_repositories(db: Database, repositories: list[str]) -> dict[str, Image]:
@@ -137,7 +142,7 @@ async def images_for_repositories(db: Database, repositories: list[str]) -> dict
         return {}
     marks = ",".join("?" * len(repositories))
     rows = await db.fetchall(SELECT_IMAGE + f" WHERE i.repository IN ({marks})", repositories)
-    images = (_image_from_row(row) for row in rows)
+    images = (image_from_row(row) for row in rows)
     return {image.repository: image for image in images}
 
 
@@ -145,9 +150,10 @@ async def list_images(
     db: Database,
     workspace: Workspace | None,
     *,
-    field: SortField = "created",
+    field: ListOrder = "created",
     descending: bool = True,
     text: str | None = None,
+    search: str | None = None,
     offset: int = 0,
     limit: int = 100,
     public_only: bool = False,
@@ -155,7 +161,8 @@ async def list_images(
     org: Organization | None = None,
     reader: Account | None = None,
 ) -> list[Image]:
-    """Images of a workspace (or of all), sorted, optionally matching `text` in the name.
+    """Images of a workspace (or of all), sorted, optionally matching `text` in the name (or
+    being the image `text`), or `search` in the name, description or author's name.
 
     `author` and `org` narrow the list further; with `reader`, only the images it may read
     (the rule of metadata/permissions.py, as SQL) are listed.
@@ -181,13 +188,34 @@ async def list_images(
         # instr() rather than LIKE: no wildcard characters to escape in user text.
         clauses.append("(instr(lower(coalesce(i.name, '')), lower(?)) > 0 OR i.id = ?)")
         params += [text, text]
+    if search:
+        clauses.append(
+            "(instr(lower(coalesce(i.name, '')), lower(?)) > 0"
+            " OR instr(lower(i.description), lower(?)) > 0"
+            " OR instr(lower(ia.name), lower(?)) > 0"
+            " OR instr(lower(ia.display_name), lower(?)) > 0)"
+        )
+        params += [search] * 4
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     direction = "DESC" if descending else "ASC"
-    order = f" ORDER BY {_ORDER_COLUMNS[field]} {direction}, i.id {direction}"
-    rows = await db.fetchall(
-        SELECT_IMAGE + where + order + " LIMIT ? OFFSET ?", (*params, limit, offset)
-    )
-    return [_image_from_row(row) for row in rows]
+    order = f" ORDER BY {_ORDER_COLUMNS[field].format(direction)}, i.id {direction}"
+    # Two steps: the page's IDs from a narrow sort (the full rows, narratives and all, would
+    # be carried through the sort of every match), then those rows.
+    ids = await db.fetchall(
+        "SELECT i.id FROM images i JOIN accounts ia ON ia.id = i.author_id"
+        " JOIN workspaces w ON w.id = i.workspace_id"
+        " JOIN organizations o ON o.id = w.organization_id"
+        + where + order + " LIMIT ? OFFSET ?",
+        (*params, limit, offset),
+    )  # fmt: skip
+    page = [str(row[0]) for row in ids]
+    if not page:
+        return []
+    marks = ",".join("?" * len(page))
+    rows = await db.fetchall(SELECT_IMAGE + f" WHERE i.id IN ({marks})", page)
+    found = {row["id"]: image_from_row(row) for row in rows}
+    # A row deleted between the two reads is left out.
+    return [found[image_id] for image_id in page if image_id in found]
 
 
 async def update_image(
@@ -277,6 +305,18 @@ async def commit_image(db: Database, registry: RegistryContext, image: Image) ->
             " WHERE id = ? AND committed IS NULL",
             (now(), digest, sum(layer.size for layer in layers), image.id),
         )
+        await registry.repositories.events.record(
+            conn,
+            "image_commit",
+            {
+                "image": image.id,
+                "name": image.name,
+                "author": image.author.name,
+                "repository": image.repository,
+                "digest": digest,
+                "size": sum(layer.size for layer in layers),
+            },
+        )
     await registry.changed()
     return await get_image(db, image.id)
 
@@ -317,102 +357,3 @@ async def delete_image(db: Database, registry: RegistryContext, image: Image) ->
         await delete_repository_in(conn, image.repository)
     # Stops the image's credentials at once too (registry/auth.py `_is_live`).
     await registry.changed()
-
-
-# -- search (POST /images/search, as the Go client sends it) -----------------------------------
-
-SearchField = Literal["id", "name", "description", "author", "created", "committed", "workspace"]
-SearchOperator = Literal["eq", "neq", "gt", "gte", "lt", "lte", "ctn", "nctn"]
-_SEARCH_COLUMNS: dict[str, str] = {
-    "id": "i.id",
-    "name": "coalesce(i.name, '')",
-    "description": "i.description",
-    "author": "ia.name",
-    # Whole microseconds, as the API shows times: a shown time then matches its own image.
-    "created": "CAST(round(i.created * 1000000) AS BIGINT)",
-    "committed": "CAST(round(i.committed * 1000000) AS BIGINT)",
-}
-_SORT_COLUMNS = {**_SEARCH_COLUMNS, "workspace": "o.name || '/' || w.name"}
-_COMPARISONS = {"eq": "=", "neq": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
-
-
-@dataclass(frozen=True, slots=True)
-class Filter:
-    """One condition; a time field's value is whole UNIX microseconds, any other's a string."""
-
-    field: SearchField
-    operator: SearchOperator
-    value: str | int
-
-
-@dataclass(frozen=True, slots=True)
-class Sort:
-    field: SearchField
-    descending: bool
-
-
-def _condition(clause: Filter) -> tuple[str, list[Any]]:
-    """SQL for one filter. Text matches are case-insensitive, by instr() (no LIKE wildcards)."""
-    if clause.field == "workspace":
-        if clause.operator not in {"eq", "neq"}:
-            raise Invalid("the workspace field takes only the operators eq and neq")
-        org, _, name = str(clause.value).rpartition("/")
-        test = "(i.workspace_id = ? OR (o.name = ? AND w.name = ?))"
-        params: list[Any] = [clause.value, org, name]
-        return (test if clause.operator == "eq" else f"NOT {test}"), params
-    column = _SEARCH_COLUMNS[clause.field]
-    if clause.field == "author":
-        # An author is named by account name or ID; ctn matches names.
-        if clause.operator in {"eq", "neq"}:
-            test = "(ia.name = ? OR ia.id = ?)"
-            return (test if clause.operator == "eq" else f"NOT {test}"), [clause.value] * 2
-    if clause.operator in {"ctn", "nctn"}:
-        if isinstance(clause.value, int):
-            raise Invalid(f"the {clause.field} field cannot be searched for text")
-        test = f"instr(lower({column}), lower(?)) > 0"
-        return (test if clause.operator == "ctn" else f"NOT {test}"), [clause.value]
-    if clause.field == "committed" and clause.operator in {"neq", "lt", "lte"}:
-        # An uncommitted image has no time: it is before any time, and unequal to each.
-        op = _COMPARISONS[clause.operator]
-        return f"({column} IS NULL OR {column} {op} ?)", [clause.value]
-    return f"{column} {_COMPARISONS[clause.operator]} ?", [clause.value]
-
-
-async def search_images(
-    db: Database,
-    reader: Account,
-    filters: list[Filter],
-    sorts: list[Sort],
-    *,
-    any_filter: bool = False,
-    offset: int = 0,
-    limit: int = 100,
-) -> list[Image]:
-    """Images `reader` may see that match the filters (all, or any), in the sorts' order.
-
-    Visible: everything to admins; otherwise one's own images, and those of public workspaces
-    and of the organizations one is a member of (the rules of metadata/permissions.py).
-    """
-    conditions: list[str] = []
-    params: list[Any] = []
-    for clause in filters:
-        sql, values = _condition(clause)
-        conditions.append(sql)
-        params += values
-    where: list[str] = []
-    if conditions:
-        where.append("(" + (" OR " if any_filter else " AND ").join(conditions) + ")")
-    if not reader.admin:
-        where.append(
-            "(i.author_id = ? OR w.public = 1 OR EXISTS (SELECT 1 FROM organization_members m"
-            " WHERE m.organization_id = w.organization_id AND m.account_id = ?))"
-        )
-        params += [reader.id, reader.id]
-    order = [
-        f"{_SORT_COLUMNS[s.field]} {'DESC' if s.descending else 'ASC'}"
-        for s in sorts or [Sort("created", True)]
-    ]
-    sql = SELECT_IMAGE + (f" WHERE {' AND '.join(where)}" if where else "")
-    sql += f" ORDER BY {', '.join(order)}, i.id LIMIT ? OFFSET ?"
-    rows = await db.fetchall(sql, (*params, limit, offset))
-    return [_image_from_row(row) for row in rows]

@@ -9,6 +9,7 @@ from pydantic.alias_generators import to_camel
 
 from metadata.ids import rfc3339
 from metadata.records import Account, Image, Organization, TokenInfo, Workspace
+from storage.quotas import Usage
 
 
 class WireModel(BaseModel):
@@ -44,6 +45,18 @@ class AccountModel(WireModel):
     def of_org(cls, org: Organization) -> AccountModel:
         """An organization as an owner: Beaker clients read owners as accounts."""
         return cls(id=org.id, name=org.name, display_name=org.display_name)
+
+
+class StorageModel(WireModel):
+    """An account's storage: distinct blob bytes held, and its quota (absent: unlimited)."""
+
+    account: str
+    used_bytes: int
+    quota_bytes: int | None = None
+
+    @classmethod
+    def of(cls, usage: Usage) -> StorageModel:
+        return cls(account=usage.account, used_bytes=usage.used, quota_bytes=usage.limit)
 
 
 class OrganizationModel(WireModel):

@@ -39,6 +39,31 @@ def can_modify_image(account: Account, image: Image) -> bool:
     return account.admin or image.author.id == account.id
 
 
+async def visible_image(db: Database, viewer: Account | None, ref: str) -> Image:
+    """The image `ref` if `viewer` may read it; anonymous visitors (None) read public ones."""
+    if viewer is not None:
+        return await readable_image(db, viewer, ref)
+    image = await find_image(db, ref)
+    if image is None or not image.workspace.public:
+        raise NotFound(f"image {ref!r} not found")
+    return image
+
+
+async def visible_workspace(db: Database, viewer: Account | None, ref: str) -> Workspace:
+    """The workspace `ref` if `viewer` may read it; anonymous visitors read public ones."""
+    if viewer is not None:
+        return await readable_workspace(db, viewer, ref)
+    workspace = await find_workspace(db, ref)
+    if workspace is None or not workspace.public:
+        raise NotFound(f"workspace {ref!r} not found")
+    return workspace
+
+
+def owns_namespace(account: Account, repository: str) -> bool:
+    """An account holds the registry namespace of its name: `<account>` and `<account>/...`."""
+    return repository == account.name or repository.startswith(account.name + "/")
+
+
 async def readable_workspace(db: Database, account: Account, ref: str) -> Workspace:
     """The workspace `ref` (ID or `<org>/<name>`) if `account` may read it, else NotFound."""
     workspace = await find_workspace(db, ref)

@@ -13,7 +13,6 @@ from typing import cast, get_args
 
 from aiohttp import web
 
-from metadata import pages
 from metadata.accounts import (
     DEFAULT_WORKSPACE,
     get_account,
@@ -31,16 +30,13 @@ from metadata.http import (
     json_response,
     page_size,
 )
+from metadata.image_search import Filter, SearchField, Sort, search_images
 from metadata.images import (
-    Filter,
-    SearchField,
-    Sort,
     SortField,
     commit_image,
     create_image,
     delete_image,
     list_images,
-    search_images,
     update_image,
 )
 from metadata.models import (
@@ -53,6 +49,7 @@ from metadata.models import (
     OrganizationModel,
     PageModel,
     RegistryAuthModel,
+    StorageModel,
     TokenModel,
     TokenSpec,
     WorkspaceModel,
@@ -98,6 +95,14 @@ _PAGE_DIGITS = 6
 
 async def whoami(call: Call) -> web.Response:
     return json_response(AccountModel.of(call.account))
+
+
+async def my_storage(call: Call) -> web.Response:
+    quotas = call.ctx.registry.repositories.quotas
+    usage = await quotas.usage(call.account.name) if quotas is not None else None
+    if usage is None:
+        raise NotFound("this server does not track storage usage")
+    return json_response(StorageModel.of(usage))
 
 
 async def get_user(call: Call) -> web.Response:
@@ -391,6 +396,7 @@ def build_router() -> Router:
     router = Router()
     router.add("GET", "user", whoami)
     router.add("GET", "user/orgs", my_organizations)
+    router.add("GET", "user/storage", my_storage)
     router.add("GET", "user/tokens", list_my_tokens)
     router.add("POST", "user/tokens", create_my_token)
     router.add("DELETE", "user/tokens/{}", revoke_my_token)
@@ -416,9 +422,8 @@ def build_router() -> Router:
 
 
 def add_routes(app: web.Application) -> None:
-    """Mount /api/v3 (routed on the raw path, see metadata/http.py) and the web pages."""
+    """Mount /api/v3 (routed on the raw path, see metadata/http.py)."""
     router = build_router()
     app.router.add_route("*", API_PREFIX, router.dispatch)
     # [\s\S], not `.`: a newline in a ref must reach the router and get a JSON 404.
     app.router.add_route("*", API_PREFIX + "/{tail:[\\s\\S]*}", router.dispatch)
-    pages.add_routes(app)

@@ -134,4 +134,29 @@ MIGRATIONS: list[Migration] = [
             ),
         ],
     ),
+    # An account's storage quota in bytes (`beakerd account quota`); NULL: the server's default.
+    """
+    ALTER TABLE accounts ADD COLUMN quota_bytes INTEGER
+    """,
+    # Web sessions (metadata/web_sessions.py): the cookie holds a random ID, the row only its
+    # sha256. A session lives no longer than the API token it was signed in with (joined on
+    # every look-up), so revoking the token ends it. The images_* indexes serve the web lists'
+    # orders; narrative_html is cleared so the first view renders it again with
+    # tables and task lists (metadata/narratives.py).
+    """
+    CREATE TABLE web_sessions (
+        id_sha256 TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL REFERENCES accounts (id) ON DELETE CASCADE,
+        token_id TEXT NOT NULL REFERENCES api_tokens (id) ON DELETE CASCADE,
+        csrf_token TEXT NOT NULL,
+        created REAL NOT NULL,
+        expires REAL NOT NULL
+    );
+    CREATE INDEX web_sessions_token ON web_sessions (token_id);
+    CREATE INDEX web_sessions_expires ON web_sessions (expires);
+    CREATE INDEX images_created ON images (created, id);
+    CREATE INDEX images_name_order ON images (coalesce(name, ''), id);
+    CREATE INDEX images_size_order ON images (coalesce(size, -1), id);
+    UPDATE images SET narrative_html = NULL WHERE narrative_html IS NOT NULL
+    """,
 ]

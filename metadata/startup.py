@@ -19,7 +19,6 @@ async def open_metadata(
     bootstrap_account: str | None,
     token_ttl_seconds: float,
     scheme: str = "http",
-    pages_show_private: bool = True,
     rpc_address: str | None = None,
     ca_file: Path | None = None,
 ) -> MetadataContext:
@@ -32,4 +31,4 @@ async def open_metadata(
         rpc_address=rpc_address,
         ca_file=ca_file,
     )
-    return MetadataContext(db, registry, registry_address, token_ttl_seconds, pages_show_private)
+    return MetadataContext(db, registry, registry_address, token_ttl_seconds)

@@ -91,7 +91,7 @@ _WORKSPACE_ORDER: dict[str, str] = {
 
 async def list_workspaces(
     db: Database,
-    reader: Account,
+    reader: Account | None,
     org: Organization | None,
     offset: int,
     limit: int,
@@ -102,7 +102,8 @@ async def list_workspaces(
     order: WorkspaceOrder = "full_name",
     descending: bool = False,
 ) -> list[Workspace]:
-    """Workspaces `reader` may see (of one org, or all), by full name unless told otherwise.
+    """Workspaces `reader` may see (of one org, or all), by full name unless told otherwise;
+    without a reader (an anonymous visitor of the web pages), the public ones.
 
     `author`, `archived` and `text` (in the name or description) narrow the list.
     """
@@ -123,7 +124,9 @@ async def list_workspaces(
             "(instr(lower(w.name), lower(?)) > 0 OR instr(lower(w.description), lower(?)) > 0)"
         )
         params += [text, text]
-    if not reader.admin:
+    if reader is None:
+        clauses.append("w.public = 1")
+    elif not reader.admin:
         clauses.append(
             "(w.public = 1 OR EXISTS (SELECT 1 FROM organization_members m"
             " WHERE m.organization_id = w.organization_id AND m.account_id = ?))"
@@ -144,6 +147,20 @@ async def list_workspaces(
 async def image_count(db: Database, workspace_id: str) -> int:
     row = await db.fetchone("SELECT count(*) FROM images WHERE workspace_id = ?", (workspace_id,))
     return int(row[0]) if row else 0
+
+
+async def image_counts(db: Database, workspace_ids: list[str]) -> dict[str, int]:
+    """How many images each of the workspaces holds, in one query (a page of workspaces)."""
+    if not workspace_ids:
+        return {}
+    marks = ",".join("?" * len(workspace_ids))
+    rows = await db.fetchall(
+        f"SELECT workspace_id, count(*) FROM images WHERE workspace_id IN ({marks})"
+        " GROUP BY workspace_id",
+        workspace_ids,
+    )
+    counts = {str(row[0]): int(row[1]) for row in rows}
+    return {workspace_id: counts.get(workspace_id, 0) for workspace_id in workspace_ids}
 
 
 async def update_workspace(

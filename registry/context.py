@@ -10,6 +10,8 @@ from registry.cache import GenerationCache
 from registry.errors import ErrorCode, RegistryError
 from storage.blobstore import BlobReader, BlobUploads
 from storage.generation import Generation
+from storage.policies import TagImmutable
+from storage.quotas import QuotaExceeded
 from storage.repositories import (
     ManifestRecord,
     Repositories,
@@ -74,11 +76,28 @@ class RegistryContext:
         return record
 
 
-def write_refused(error: RepositoryFrozen | RepositoryUnknown) -> RegistryError:
+# What the transaction that writes may refuse, whatever the handler checked before.
+WriteRefusal = RepositoryFrozen | RepositoryUnknown | QuotaExceeded | TagImmutable
+WRITE_REFUSALS = (RepositoryFrozen, RepositoryUnknown, QuotaExceeded, TagImmutable)
+
+
+def write_refused(error: WriteRefusal) -> RegistryError:
     """The client's answer to a write the repository refused."""
     if isinstance(error, RepositoryFrozen):
         return RegistryError(
             ErrorCode.DENIED, "repository belongs to a committed Beaker image and is read-only"
+        )
+    if isinstance(error, QuotaExceeded):
+        return RegistryError(
+            ErrorCode.DENIED,
+            str(error),
+            detail={"account": error.account, "used": error.used, "limit": error.limit},
+        )
+    if isinstance(error, TagImmutable):
+        return RegistryError(
+            ErrorCode.DENIED,
+            str(error),
+            detail={"tag": error.found.tag[:128], "rule": error.found.rule},
         )
     return RegistryError(
         ErrorCode.NAME_UNKNOWN,

@@ -60,6 +60,9 @@ async def get_manifest(request: web.Request) -> web.Response:
     if request.method == "HEAD":
         headers["Content-Length"] = str(record.size)
         return web.Response(headers=headers)
+    await ctx.repositories.pulled(
+        name, record.digest, None if is_digest_like(reference) else reference
+    )
     return web.Response(body=record.content, headers=headers)
 
 

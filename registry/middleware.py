@@ -7,10 +7,9 @@ import logging
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from registry.context import write_refused
+from registry.context import WRITE_REFUSALS, write_refused
 from registry.errors import ErrorCode, RegistryError, error_response
 from storage.disk_full import disk_full_cause
-from storage.repositories import RepositoryFrozen, RepositoryUnknown
 
 log = logging.getLogger("beakerd.registry")
 
@@ -58,9 +57,9 @@ async def registry_errors(request: web.Request, handler: Handler) -> web.StreamR
         response = await handler(request)
     except RegistryError as e:
         response = e.response()
-    except (RepositoryFrozen, RepositoryUnknown) as e:
+    except WRITE_REFUSALS as e:
         # Raised by the transaction that writes: a commit or delete landed while the request
-        # was on its way.
+        # was on its way, the account's quota would be passed, or an immutable tag touched.
         response = write_refused(e).response()
     except web.HTTPException as e:
         if e.status < 400:

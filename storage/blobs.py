@@ -46,6 +46,9 @@ class BlobStore:
         self.root = root
         self.lost_and_found = root.parent / LOST_AND_FOUND
 
+    async def ping(self) -> None:
+        """The data folder answers if it is writable, which /readyz checks on its own."""
+
     def path(self, digest: Digest) -> Path:
         return self.root / digest.algorithm / digest.hex[:2] / digest.hex
 

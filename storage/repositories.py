@@ -6,12 +6,16 @@ manifest together with its tag and blob links, or none of them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from storage.database import Connection, Database, Row
+from storage.outbox import Outbox
+from storage.policies import Policies
+from storage.quotas import QuotaExceeded, Quotas
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +75,20 @@ class MissingBlobs(LookupError):
 
 
 class Repositories:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        policies: Policies | None = None,
+        quotas: Quotas | None = None,
+        events: Outbox | None = None,
+    ) -> None:
         self.db = db
+        # Checked inside the transactions that write tags (immutable tags) and link blobs
+        # (quotas); events are queued in the transactions of the changes they report.
+        self.policies = policies or Policies(db)
+        self.quotas = quotas
+        self.events = events or Outbox(db)
 
     # -- repositories -----------------------------------------------------------------------
 
@@ -128,7 +144,8 @@ class Repositories:
         """Record a blob now on disk and link it into `repository`.
 
         The blob's row is committed even when the repository refuses the link (frozen since the
-        upload began, or gone): the file in place then has its row, and GC collects it later.
+        upload began, gone, or its account out of quota): the file in place then has its row,
+        and GC collects it later.
         """
         refusal: Exception | None = None
         async with self.db.transaction() as conn:
@@ -140,8 +157,12 @@ class Repositories:
             )
             try:
                 repo_id = await writable_repository(conn, repository, create=create)
+                await self._check_quota(conn, repository, [digest])
             except (RepositoryFrozen, RepositoryUnknown) as e:
                 refusal = e
+            except QuotaExceeded as e:
+                refusal = e
+                await self.events.record(conn, "quota_exceeded", _quota_event(repository, e))
             else:
                 await _link_blobs(conn, repo_id, [digest], now)
         if refusal is not None:
@@ -149,11 +170,12 @@ class Repositories:
 
     async def link_blob(self, repository: str, digest: str, *, create: bool = True) -> None:
         """Link a stored blob into `repository`; MissingBlobs if GC took it meanwhile."""
-        async with self.db.transaction() as conn:
+        async with self._quota_reported(repository), self.db.transaction() as conn:
             stored = await conn.execute_fetchall("SELECT 1 FROM blobs WHERE digest = ?", (digest,))
             if not stored:
                 raise MissingBlobs([digest])
             repo_id = await writable_repository(conn, repository, create=create)
+            await self._check_quota(conn, repository, [digest])
             await _link_blobs(conn, repo_id, [digest], time.time())
 
     async def unlink_blob(self, repository: str, digest: str) -> bool:
@@ -173,7 +195,7 @@ class Repositories:
         self, repository: str, manifest: NewManifest, tag: str | None, *, create: bool = True
     ) -> None:
         """Store a manifest, link every blob it references, and point `tag` at it."""
-        async with self.db.transaction() as conn:
+        async with self._quota_reported(repository), self.db.transaction() as conn:
             now = time.time()
             # Checked inside the transaction that adds the references: garbage collection
             # deletes rows in a transaction too, so either it ran first (and the client hears
@@ -181,6 +203,9 @@ class Repositories:
             # holds for a commit freezing the repository while the body was arriving.
             repo_id = await writable_repository(conn, repository, create=create)
             await _require_blobs(conn, manifest.blob_digests)
+            await self._check_quota(conn, repository, manifest.blob_digests)
+            if tag is not None:
+                await self.policies.check_tag_write(conn, repository, repo_id, tag, manifest.digest)
             await conn.execute(
                 "INSERT INTO manifest_contents (digest, content) VALUES (?, ?)"
                 " ON CONFLICT (digest) DO NOTHING",
@@ -215,6 +240,38 @@ class Repositories:
                     " SET digest = excluded.digest, updated_at = excluded.updated_at",
                     (repo_id, tag, manifest.digest, now),
                 )
+            await self.events.record(
+                conn,
+                "push",
+                {
+                    "repository": repository,
+                    "digest": manifest.digest,
+                    "tag": tag,
+                    "media_type": manifest.media_type,
+                    "size": len(manifest.content),
+                },
+            )
+
+    async def pulled(self, repository: str, digest: str, tag: str | None) -> None:
+        """A client fetched a manifest: a `pull` event, when a webhook asks for those (a
+        write per pull, so only then)."""
+        if self.events.wants("pull"):
+            await self.events.record_alone(
+                "pull", {"repository": repository, "digest": digest, "tag": tag}
+            )
+
+    async def _check_quota(self, conn: Connection, repository: str, digests: Sequence[str]) -> None:
+        if self.quotas is not None:
+            await self.quotas.check(conn, repository, digests)
+
+    @contextlib.asynccontextmanager
+    async def _quota_reported(self, repository: str) -> AsyncIterator[None]:
+        """Queue a quota_exceeded event for a refusal, once its transaction has rolled back."""
+        try:
+            yield
+        except QuotaExceeded as e:
+            await self.events.record_alone("quota_exceeded", _quota_event(repository, e))
+            raise
 
     async def manifest(self, repository: str, digest: str) -> ManifestRecord | None:
         row = await self.db.fetchone(
@@ -252,9 +309,14 @@ class Repositories:
             repo_id = await _existing_writable(conn, repository)
             if repo_id is None:
                 return False
+            await self.policies.check_manifest_delete(conn, repository, repo_id, digest)
             cursor = await conn.execute(
                 "DELETE FROM manifests WHERE digest = ? AND repository_id = ?", (digest, repo_id)
             )
+            if cursor.rowcount > 0:
+                await self.events.record(
+                    conn, "delete", {"repository": repository, "digest": digest, "tag": None}
+                )
             return cursor.rowcount > 0
 
     async def delete_tag(self, repository: str, tag: str) -> bool:
@@ -262,9 +324,14 @@ class Repositories:
             repo_id = await _existing_writable(conn, repository)
             if repo_id is None:
                 return False
+            await self.policies.check_tag_write(conn, repository, repo_id, tag, None)
             cursor = await conn.execute(
                 "DELETE FROM tags WHERE name = ? AND repository_id = ?", (tag, repo_id)
             )
+            if cursor.rowcount > 0:
+                await self.events.record(
+                    conn, "delete", {"repository": repository, "digest": None, "tag": tag}
+                )
             return cursor.rowcount > 0
 
     async def list_tags(self, repository: str, limit: int, last: str | None) -> list[str] | None:
@@ -295,6 +362,16 @@ class Repositories:
             )
             for row in rows
         ]
+
+
+def _quota_event(repository: str, error: QuotaExceeded) -> dict[str, object]:
+    return {
+        "repository": repository,
+        "account": error.account,
+        "used": error.used,
+        "limit": error.limit,
+        "adding": error.adding,
+    }
 
 
 def _manifest_record(row: Row) -> ManifestRecord:

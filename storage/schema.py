@@ -218,6 +218,34 @@ MIGRATIONS: list[Migration] = [
             (SELECT 1 FROM manifests m WHERE m.digest = manifest_contents.digest)
         """,
     ),
+    # Policies stored by `beakerd policy set` (storage/policies.py), the webhook outbox and
+    # its drop counters (storage/outbox.py). Retention and immutable-tag checks find a
+    # manifest's tags by the index GC's queues brought (made here if that one was not).
+    """
+    CREATE TABLE repository_policies (
+        repositories TEXT PRIMARY KEY,
+        policy TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE webhook_outbox (
+        id INTEGER PRIMARY KEY,
+        endpoint TEXT NOT NULL,
+        event TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        attempts INTEGER NOT NULL,
+        next_attempt_at REAL NOT NULL,
+        last_error TEXT
+    );
+    CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at, id);
+
+    CREATE TABLE webhook_counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE INDEX IF NOT EXISTS tags_digest ON tags (repository_id, digest)
+    """,
     # What replicas share besides the data (PostgreSQL): the change counter that every process
     # polls (storage/generation_row.py) and the server's secrets, such as the registry's
     # signing key (storage/secrets.py). SQLite keeps both in the data folder.

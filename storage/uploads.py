@@ -23,6 +23,7 @@ from storage.blobs import BlobStore, fsync_dir
 from storage.blobstore import DigestMismatch, OffsetMismatch, Upload, UploadError
 from storage.database import Database
 from storage.digests import Digest
+from storage.quotas import QuotaExceeded
 from storage.repositories import Repositories, RepositoryFrozen, RepositoryUnknown
 
 _UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -161,10 +162,11 @@ class UploadSessions:
             await self.repositories.add_blob(
                 upload.repository, str(digest), upload.offset, create=create
             )
-        except (RepositoryFrozen, RepositoryUnknown):
+        except (RepositoryFrozen, RepositoryUnknown, QuotaExceeded):
             # The repository was frozen (its image committed) or removed while the body was
-            # arriving. The blob's row is committed all the same (see add_blob), so the file in
-            # place is accounted for and GC collects it; the session is over.
+            # arriving, or the blob would take its account past its quota. The blob's row is
+            # committed all the same (see add_blob), so the file in place is accounted for and
+            # GC collects it; the session is over.
             await asyncio.to_thread(_settle, staged, target)
             self._publishing.discard(upload.id)
             await self._forget(upload.id)

@@ -19,6 +19,7 @@ from beakerd.beaker_cli.models import (
     Image,
     ImageRepository,
     Page,
+    Storage,
     Token,
     Workspace,
     WorkspacePermissions,
@@ -155,6 +156,13 @@ class BeakerApi:
 
     def whoami(self) -> Account:
         return self._parse(Account, self.request("GET", "/user"), "account")
+
+    def storage(self) -> Storage | None:
+        """The account's storage usage; None from a server that does not track it (Beaker)."""
+        try:
+            return self._parse(Storage, self.request("GET", "/user/storage"), "storage usage")
+        except NotFound:
+            return None
 
     def create_token(self, description: str | None) -> Token:
         body = {"description": description} if description else {}

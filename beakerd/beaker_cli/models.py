@@ -19,6 +19,13 @@ class Account(WireModel):
     display_name: str | None = None
 
 
+class Storage(WireModel):
+    """beakerd's `/user/storage`: distinct blob bytes held, and the quota (None: unlimited)."""
+
+    used_bytes: int
+    quota_bytes: int | None = None
+
+
 class WorkspaceRef(WireModel):
     id: str
     name: str | None = None

@@ -1,4 +1,4 @@
-"""`beakerd account add|list|disable|promote` and `beakerd token create|list|revoke`.
+"""`beakerd account add|list|disable|promote|quota` and `beakerd token create|list|revoke`.
 
 They work on the server's database directly, whether or not the server runs (SQLite in WAL mode
 takes both; PostgreSQL is shared anyway); a revocation bumps the shared change counter, so every
@@ -23,13 +23,17 @@ from metadata.accounts import (
     revoke_all_tokens,
     revoke_token,
     set_admin,
+    set_quota,
 )
 from metadata.errors import MetadataError
 from metadata.ids import rfc3339
+from metadata.owners import BeakerRepositoryOwners
 from metadata.schema import MIGRATIONS as METADATA_MIGRATIONS
 from metadata.workspaces import find_workspace
 from storage.database import Database
 from storage.generation import open_generation
+from storage.quotas import Quotas
+from storage.sizes import human_bytes, parse_size
 
 Action = Callable[[Database, argparse.Namespace, Settings], Awaitable[int]]
 
@@ -52,6 +56,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     promote.add_argument("name")
     promote.add_argument("--revoke", action="store_true", help="take admin rights away instead")
     promote.set_defaults(run=_runner(_promote_account))
+    quota = account_actions.add_parser(
+        "quota", help="show or set an account's storage quota (each blob counted once)"
+    )
+    quota.add_argument("name")
+    quota.add_argument(
+        "size", nargs="?", help="bytes or 500M, 10G...; `default` for the server's default"
+    )
+    quota.set_defaults(run=_runner(_quota))
 
     token = commands.add_parser("token", help="manage API tokens")
     token_actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -118,6 +130,23 @@ async def _promote_account(db: Database, args: argparse.Namespace, settings: Set
     account = await set_admin(db, args.name, not args.revoke)
     await _changed(db, settings)
     print(f"{account.name} is {'now an admin' if account.admin else 'no longer an admin'}")
+    return 0
+
+
+async def _quota(db: Database, args: argparse.Namespace, settings: Settings) -> int:
+    if args.size is not None:
+        try:
+            size = None if args.size == "default" else parse_size(args.size)
+        except ValueError as e:
+            print(f"beakerd: {e}", file=sys.stderr)
+            return 2
+        await set_quota(db, args.name, size)
+    usage = await Quotas(db, BeakerRepositoryOwners(db, settings.quota_bytes)).usage(args.name)
+    if usage is None:
+        print(f"beakerd: no account {args.name}", file=sys.stderr)
+        return 1
+    limit = "unlimited" if usage.limit is None else human_bytes(usage.limit)
+    print(f"{usage.account}: {human_bytes(usage.used)} used of {limit}")
     return 0
 
 

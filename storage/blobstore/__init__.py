@@ -53,6 +53,10 @@ class Upload:
 
 
 class BlobReader(Protocol):
+    async def ping(self) -> None:
+        """Return once the store answers (for /readyz); raise OSError, naming why, if not."""
+        ...
+
     async def present(self, digest: Digest) -> bool:
         """Whether the bytes of a blob with a row can be served. A store where asking costs a
         round trip answers True: the row is the index, and a read finds out."""

@@ -28,6 +28,9 @@ class S3Blobs:
         self.keys = keys
         self.redirect = redirect
 
+    async def ping(self) -> None:
+        await self.bucket.ping()
+
     async def present(self, digest: Digest) -> bool:
         return True
 

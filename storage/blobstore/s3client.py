@@ -84,6 +84,12 @@ class S3Bucket:
         ) as client:
             yield cls(client, bucket)
 
+    async def ping(self) -> None:
+        try:
+            await self._client.head_bucket(Bucket=self.bucket)
+        except ClientError as e:
+            raise OSError(f"bucket {self.bucket}: {_code(e)}") from None
+
     async def head(self, key: str) -> ObjectInfo | None:
         try:
             answer = await self._client.head_object(Bucket=self.bucket, Key=key)

@@ -44,9 +44,15 @@ class Backend:
             flags += [f"--{key.replace('_', '-')}", str(value)]
         return flags
 
+    def database_settings(self) -> dict[str, Any]:
+        """The database alone, for a test that chooses the blob store itself."""
+        return {"database": self.settings()["database"]} if self.postgres is not None else {}
+
     def database_args(self) -> list[str]:
         """`--database` alone, for a test that looks at the data folder's files."""
-        return ["--database", self.settings()["database"]] if self.postgres is not None else []
+        return [
+            arg for key, value in self.database_settings().items() for arg in (f"--{key}", value)
+        ]
 
     async def open_database(self, data_dir: Path) -> Database:
         """A new, empty, open database (not migrated): SQLite's in `data_dir`."""

@@ -330,6 +330,17 @@ def test_whoami_prints_the_account(configured: FakeApi, capsys: pytest.CaptureFi
     assert json.loads(out) == {"id": "us_alice0000001", "name": "alice", "display_name": "Alice A."}
 
 
+def test_whoami_shows_storage_used_against_the_quota_when_beakerd_tracks_it(
+    configured: FakeApi, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configured.on("GET", "/user", 200, ALICE)
+    configured.on("GET", "/user/storage", 200, {"usedBytes": 3 << 20, "quotaBytes": 10 << 30})
+    _, out, _ = beaker(capsys, "account", "whoami")
+    header, row = out.splitlines()
+    assert header.split()[-2:] == ["STORAGE", "QUOTA"]
+    assert row.endswith("3.0 MiB   10.0 GiB")
+
+
 def test_token_create_prints_only_the_secret_on_stdout(
     configured: FakeApi, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -30,7 +30,7 @@ def blob_path(server: Server, digest: str) -> Path:
 
 @pytest.fixture
 def server(tmp_path: Path, backend: Backend) -> Iterator[Server]:
-    with running_beakerd(tmp_path, backend.args()) as running:
+    with running_beakerd(tmp_path, backend.database_args()) as running:
         yield running
 
 

@@ -35,7 +35,7 @@ def quiet_server(
 ) -> Iterator[Server]:
     """A server whose background GC is off: the tests run `beakerd gc` themselves."""
     monkeypatch.setenv("BEAKERD_GC_INTERVAL_SECONDS", "0")
-    with running_beakerd(tmp_path, backend.args()) as server:
+    with running_beakerd(tmp_path, backend.database_args()) as server:
         yield server
 
 

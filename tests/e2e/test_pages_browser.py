@@ -1,260 +1,408 @@
-"""The web pages in a real browser: headless Chromium loads `/` and `/im/<id>` from a real beakerd.
+"""The web pages in a real browser: Playwright drives Debian's headless Chromium against a real
+beakerd, seeded the way the Beaker clients and docker would (create, push, commit).
 
-The in-process tests (tests/metadata/test_pages.py) check the HTML text; this one checks what a
-browser makes of it after scripts had their chance to run: the markdown narrative is rendered,
-the HTML injected into it stays inert text, and the page renders (a screenshot is saved).
+The in-process tests (tests/metadata/test_web_*.py) check the HTML; these check what a person
+gets: signing in and out, searching and paging, an image's config, history and platforms, the
+narrative's preview, deleting after a confirmation, forms refused without their CSRF token,
+injected HTML that never runs, and private images that stay hidden.
 
-Chromium is driven over the DevTools protocol with aiohttp's websocket client, so no Python
-dependency is added. It needs Debian's `chromium` package; without it the test skips, and under
-CI=true it fails.
+Screenshots of the main pages go to $BEAKERD_SCREENSHOTS (CI sets it to `screenshots/`), else
+to the test's temporary folder. Playwright's own browser downloads do not work here: it is
+installed with pip and pointed at /usr/bin/chromium. Without chromium the tests skip, and under
+CI=true they fail.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import contextlib
-import json
 import os
-import signal
+import re
 import subprocess
-import time
-from collections.abc import AsyncIterator, Iterator
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from tests.e2e.tools import require_tool
-from tests.metadata.helpers import basic, manifest_bytes
-from tests.registry.helpers import OCI_MANIFEST, digest_of
-from tests.server import Server
+from tests.metadata.web_helpers import (
+    SIGNATURE_TYPE,
+    build_config,
+    push_built,
+    push_index,
+    push_referrer,
+)
+from tests.registry.helpers import basic
+from tests.server import Server, running_beakerd
 
 pytestmark = pytest.mark.e2e
 
-# Without the background-networking flags Chromium tries to reach Google and stalls; loopback is
-# the only network this test may use, hence also --no-proxy-server.
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--no-proxy-server", "--hide-scrollbars", "--window-size=1280,900",
+    "--no-proxy-server",
 ]  # fmt: skip
-# A guard against a hung browser, not a performance expectation.
-STEP_TIMEOUT = 60.0
-INJECTED = "<script>document.title='pwned'</script>"
-NARRATIVE = f"""# Wordcount narrative
+# Every script-capable spot of every payload sets the title or opens a dialog if it runs.
+XSS = "<script>document.title='pwned'</script><img src=x onerror=\"alert('xss')\">"
+NARRATIVE = f"""# Wordcount
 
 Counts the *words* in its input, one line at a time.
 
-{INJECTED}
+| input | words |
+|-------|------:|
+| `a b` | 2     |
 
-<img src=x onerror="document.title='pwned'">
+- [x] tokenizer
+- [ ] stemming
+
+```sh
+beaker image pull tester/wordcount
+```
+
+{XSS}
+
+[a link](javascript:alert('xss'))
 """
+BATCH = 53  # more than one page of 50
 
 
-class DevToolsError(RuntimeError):
-    pass
+@dataclass
+class Site:
+    server: Server
+    images: dict[str, dict[str, Any]]
+    bob_token: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def token(self) -> str:
+        assert self.server.password is not None
+        return self.server.password
 
 
-class Page:
-    """One tab, spoken to over its DevTools websocket: commands in order, events buffered."""
-
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self._ws = ws
-        self._last_id = 0
-        self._events: list[dict[str, Any]] = []
-
-    async def _receive(self) -> dict[str, Any]:
-        message: dict[str, Any] = await self._ws.receive_json()
-        return message
-
-    async def send(self, method: str, **params: Any) -> dict[str, Any]:
-        self._last_id += 1
-        command_id = self._last_id
-        await self._ws.send_json({"id": command_id, "method": method, "params": params})
-        async with asyncio.timeout(STEP_TIMEOUT):
-            while True:
-                message = await self._receive()
-                if message.get("id") == command_id:
-                    if "error" in message:
-                        raise DevToolsError(f"{method}: {message['error']}")
-                    result: dict[str, Any] = message.get("result", {})
-                    return result
-                if "method" in message:
-                    self._events.append(message)
-
-    async def wait_for(self, event: str) -> dict[str, Any]:
-        async with asyncio.timeout(STEP_TIMEOUT):
-            while True:
-                for i, message in enumerate(self._events):
-                    if message["method"] == event:
-                        del self._events[: i + 1]
-                        params: dict[str, Any] = message.get("params", {})
-                        return params
-                self._events.clear()
-                message = await self._receive()
-                if "method" in message:
-                    self._events.append(message)
-
-    async def goto(self, url: str) -> None:
-        """Navigate and wait for the load event, by which time any script would have run."""
-        self._events.clear()
-        navigation = await self.send("Page.navigate", url=url)
-        assert "errorText" not in navigation, f"{url}: {navigation['errorText']}"
-        await self.wait_for("Page.loadEventFired")
-
-    async def click_and_wait(self, selector: str) -> None:
-        self._events.clear()
-        clicked = await self.evaluate(
-            f"(() => {{ const a = document.querySelector({json.dumps(selector)});"
-            " if (!a) return false; a.click(); return true; })()"
-        )
-        assert clicked, f"nothing matches {selector}"
-        await self.wait_for("Page.loadEventFired")
-
-    async def evaluate(self, expression: str) -> Any:
-        """The value of a JavaScript expression in the page (DevTools is exempt from its CSP)."""
-        answer = await self.send("Runtime.evaluate", expression=expression, returnByValue=True)
-        if "exceptionDetails" in answer:
-            raise DevToolsError(f"{expression}: {answer['exceptionDetails']}")
-        return answer["result"].get("value")
-
-    async def texts(self, selector: str) -> list[str]:
-        found = await self.evaluate(
-            f"Array.from(document.querySelectorAll({json.dumps(selector)}),"
-            " e => e.textContent.trim())"
-        )
-        return [str(text) for text in found]
-
-    async def screenshot(self, path: Path) -> bytes:
-        shot = await self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-        png = base64.b64decode(shot["data"])
-        await asyncio.to_thread(path.write_bytes, png)
-        return png
+async def _create(http: aiohttp.ClientSession, api: dict[str, str], name: str,
+                  **body: Any) -> dict[str, Any]:  # fmt: skip
+    body = {"workspace": "tester/shared", "imageID": "sha256:" + "0" * 64, "imageTag": name,
+            **body}  # fmt: skip
+    async with http.post("/api/v3/images", params={"name": name}, json=body, headers=api) as r:
+        assert r.status == 200, await r.text()
+        image: dict[str, Any] = await r.json()
+    return image
 
 
-@contextlib.contextmanager
-def running_chromium(workdir: Path) -> Iterator[int]:
-    """Headless Chromium with its own profile; yields its DevTools port. Stopped by PID."""
-    chromium = require_tool("chromium")
-    profile = workdir / "profile"
-    profile.mkdir(parents=True)
-    log_path = workdir / "chromium.log"
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-             "--remote-debugging-port=0", "about:blank"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True,  # its helper processes share its process group
-        )  # fmt: skip
-    try:
-        # With port 0, Chromium picks a free port and writes it to DevToolsActivePort.
-        port_file = profile / "DevToolsActivePort"
-        deadline = time.monotonic() + STEP_TIMEOUT
-        while not port_file.exists() or not port_file.read_text().strip():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                # Installed but broken is a broken setup, on a laptop as in CI.
-                log_text = log_path.read_text(errors="replace")
-                raise RuntimeError(f"chromium did not start:\n{log_text}")
-            time.sleep(0.05)
-        yield int(port_file.read_text().split()[0])
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)  # leftover renderers of this browser only
+async def _push_and_commit(
+    http: aiohttp.ClientSession, api: dict[str, str], image: dict[str, Any], *,
+    arches: list[str] | None = None, referrer: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    url = f"/api/v3/images/{image['id']}/repository"
+    async with http.get(url, params={"upload": "true"}, headers=api) as r:
+        auth = (await r.json())["auth"]
+    login = basic(auth["user"], auth["password"])
+    repository = str(image["dockerTag"]).split("/", 1)[1]
+    if arches:
+        digest = await push_index(http, repository, login, arches)
+    else:
+        layers = [b"base layer\n" * 3000, b"wordcount binary\n" * 700]
+        digest, _ = await push_built(http, repository, login, build_config(marker=XSS), layers)
+    if referrer:
+        await push_referrer(http, repository, login, digest, SIGNATURE_TYPE)
+    async with http.patch(f"/api/v3/images/{image['id']}", json={"commit": True},
+                          headers=api) as r:  # fmt: skip
+        assert r.status == 200, await r.text()
+        committed: dict[str, Any] = await r.json()
+    return committed
 
 
-@contextlib.asynccontextmanager
-async def open_page(port: int) -> AsyncIterator[Page]:
-    async with aiohttp.ClientSession() as session:
-        async with session.get(f"http://127.0.0.1:{port}/json/list") as resp:
-            targets = await resp.json()
-        [tab] = [t for t in targets if t["type"] == "page"]
-        async with session.ws_connect(tab["webSocketDebuggerUrl"], max_msg_size=0) as ws:
-            page = Page(ws)
-            await page.send("Page.enable")
-            await page.send("Runtime.enable")
-            yield page
-
-
-async def create_committed_image(server: Server, name: str) -> tuple[dict[str, Any], str]:
-    """An image made as the Beaker clients make one: create, push with its credentials, commit.
-
-    Returns the committed image and the digest of its one layer.
-    """
+async def _seed(server: Server) -> dict[str, dict[str, Any]]:
     api = {"Authorization": f"Bearer {server.password}"}
+    images: dict[str, dict[str, Any]] = {}
     async with aiohttp.ClientSession(base_url=server.url) as http:
-        body = {
-            "workspace": "tester/default", "imageID": "sha256:" + "0" * 64, "imageTag": name,
-            "description": "Counts words", "narrative": NARRATIVE,
-        }  # fmt: skip
-        async with http.post("/api/v3/images", params={"name": name}, json=body, headers=api) as r:
+        spec = {"name": "shared", "org": "tester", "public": True,
+                "description": "Images everyone may pull"}  # fmt: skip
+        async with http.post("/api/v3/workspaces", json=spec, headers=api) as r:
             assert r.status == 200, await r.text()
-            image: dict[str, Any] = await r.json()
-        url = f"/api/v3/images/{image['id']}/repository"
-        async with http.get(url, params={"upload": "true"}, headers=api) as r:
-            assert r.status == 200, await r.text()
-            auth = (await r.json())["auth"]
-        # The minted credential is a password for HTTP Basic on /v2, as `docker login` uses it.
-        login = basic(auth["user"], auth["password"])
-        repository = str(image["dockerTag"]).split("/", 1)[1]
-        config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
-        layer = b"wordcount layer\n" * 200
-        for blob in (config, layer):
-            async with http.post(
-                f"/v2/{repository}/blobs/uploads/", params={"digest": digest_of(blob)},
-                data=blob, headers=login,
-            ) as r:  # fmt: skip
-                assert r.status == 201, await r.text()
-        async with http.put(
-            f"/v2/{repository}/manifests/latest", data=manifest_bytes(config, [layer]),
-            headers={"Content-Type": OCI_MANIFEST, **login},
-        ) as r:  # fmt: skip
-            assert r.status == 201, await r.text()
-        async with http.patch(
-            f"/api/v3/images/{image['id']}", json={"commit": True}, headers=api
-        ) as r:
-            assert r.status == 200, await r.text()
-            committed: dict[str, Any] = await r.json()
-        return committed, digest_of(layer)
+        for n in range(BATCH):
+            await _create(http, api, f"batch-{n:02}", description=f"batch image {n}")
+        wordcount = await _create(http, api, "wordcount", description="Counts words " + XSS,
+                                  narrative=NARRATIVE)  # fmt: skip
+        images["wordcount"] = await _push_and_commit(http, api, wordcount)
+        multi = await _create(http, api, "multiarch", description="Runs on amd64 and arm64")
+        images["multiarch"] = await _push_and_commit(
+            http, api, multi, arches=["amd64", "arm64"], referrer=True
+        )
+        secret = await _create(http, api, "secret", workspace="tester/default",
+                               description="private notes")  # fmt: skip
+        images["secret"] = await _push_and_commit(http, api, secret)
+    return images
 
 
-async def test_the_pages_render_the_narrative_in_a_browser_and_injected_html_stays_inert(
-    fresh_beakerd: Server, tmp_path: Path
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    with running_beakerd(tmp_path_factory.mktemp("web")) as server:
+        # In a thread of its own: the test plugins may keep an event loop running here.
+        with ThreadPoolExecutor(1) as thread:
+            images = thread.submit(asyncio.run, _seed(server)).result()
+        added = subprocess.run(
+            [sys.executable, "-m", "beakerd", "--data-dir", str(server.data_dir), "account",
+             "add", "bob"], capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        bob_token = added.stdout.split("API token: ")[1].split()[0]
+        yield Site(server, images, bob_token)
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    executable = require_tool("chromium")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@dataclass
+class Visitor:
+    """One browser profile (its own cookies), with what the tests watch for on its pages."""
+
+    context: BrowserContext
+    page: Page
+    dialogs: list[str]
+    site: Site
+
+    def go(self, path: str) -> None:
+        self.page.goto(self.site.url + path)
+
+    def sign_in(self, token: str) -> None:
+        self.go("/")
+        self.page.locator("header.site").get_by_role("link", name="Sign in").click()
+        self.page.get_by_label("API token").fill(token)
+        self.page.get_by_role("button", name="Sign in").click()
+        expect(self.page.get_by_role("button", name="Sign out")).to_be_visible()
+
+
+@pytest.fixture
+def visitor(chromium: Browser, site: Site) -> Iterator[Visitor]:
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(30_000)  # a guard against a hung browser, not an expectation
+    page = context.new_page()
+    dialogs: list[str] = []
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    try:
+        yield Visitor(context, page, dialogs, site)
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = os.environ.get("BEAKERD_SCREENSHOTS")
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _rows(page: Page) -> list[str]:
+    return page.locator("a.image-name").all_inner_texts()
+
+
+def test_sign_in_and_sign_out(visitor: Visitor, site: Site) -> None:
+    page = visitor.page
+    visitor.sign_in(site.token)
+    expect(page.locator("header .me")).to_have_text("tester")
+    # The session cookie is HttpOnly: no script on the page can read it.
+    assert "beakerd_session" not in page.evaluate("document.cookie")
+    [cookie] = [c for c in visitor.context.cookies() if c["name"] == "beakerd_session"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("header.site").get_by_role("link", name="Sign in")).to_be_visible()
+    assert not [c for c in visitor.context.cookies() if c["name"] == "beakerd_session"]
+
+
+def test_search_paging_and_the_keyboard(visitor: Visitor, screenshots: Path) -> None:
+    page = visitor.page
+    visitor.go("/")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.get_by_label("Search").fill("batch")
+    page.get_by_label("Search").press("Enter")
+    page.wait_for_url(re.compile(r"q=batch"))
+    assert len(_rows(page)) == 50
+    page.get_by_role("link", name="Next page →").click()
+    assert _rows(page) == ["tester/batch-02", "tester/batch-01", "tester/batch-00"]
+    page.get_by_role("link", name="← Newer page").click()
+    # Sorting by name keeps the search.
+    page.get_by_role("link", name="Name").click()
+    assert _rows(page)[:2] == ["tester/batch-00", "tester/batch-01"]
+    assert "q=batch" in page.url
+    visitor.go("/?q=words")
+    assert _rows(page) == ["tester/wordcount"]
+    visitor.go("/")
+    page.screenshot(path=screenshots / "home.png", full_page=False)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path=screenshots / "home-phone.png", full_page=False)
+    # Nothing overflows a phone's width.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_the_workspace_and_image_pages_show_config_history_and_platforms(
+    visitor: Visitor, site: Site, screenshots: Path
 ) -> None:
-    server = fresh_beakerd
-    full_name = "tester/wordcount"
-    with running_chromium(tmp_path / "chromium") as port:
-        image, layer_digest = await create_committed_image(server, "wordcount")
-        async with open_page(port) as page:
-            await page.goto(server.url + "/")
-            assert await page.evaluate("document.title") == "Beaker images"
-            assert await page.texts("tbody tr td:first-child") == [full_name]
-            assert image["id"] in await page.texts("tbody td code")
-            await page.screenshot(tmp_path / "index.png")
+    page = visitor.page
+    visitor.go("/workspaces")
+    page.get_by_role("link", name="tester/shared").click()
+    expect(page.locator("h1").first).to_contain_text("tester/shared")
+    expect(page.locator("h1 .badge")).to_have_text("public")
+    page.screenshot(path=screenshots / "workspace.png")
 
-            # Follow the link, as a reader would.
-            await page.click_and_wait(f'a[href="/im/{image["id"]}"]')
-            assert await page.evaluate("location.pathname") == f"/im/{image['id']}"
-            assert await page.evaluate("document.title") == full_name  # not 'pwned'
-            assert await page.texts("h1") == [full_name, "Wordcount narrative"]
-            assert await page.texts(".narrative em") == ["words"]
-            # The injected HTML is text on the page, not elements in it.
-            assert await page.evaluate("document.querySelectorAll('script').length") == 0
-            assert await page.evaluate("document.querySelectorAll('img').length") == 0
-            narrative = await page.evaluate("document.querySelector('.narrative').innerText")
-            assert INJECTED in narrative
-            pull = await page.texts("pre")
-            assert pull == [f"beaker image pull {full_name}\ndocker pull {image['dockerTag']}"]
-            assert layer_digest in await page.texts("td code")
-            assert image["digest"] in await page.texts("td code")
+    page.get_by_role("link", name="tester/wordcount").click()
+    narrative = page.locator("article.narrative")
+    expect(narrative.locator("h1")).to_have_text("Wordcount")
+    expect(narrative.locator("table td").first).to_have_text("a b")
+    assert narrative.locator("input[type=checkbox]:checked").count() == 1
+    expect(narrative.locator("pre code")).to_have_text("beaker image pull tester/wordcount\n")
+    inside = page.locator("details.platform")
+    expect(inside.locator("h3")).to_have_text("linux/amd64")
+    expect(inside).to_contain_text("/usr/bin/wordcount")
+    expect(inside).to_contain_text("/srv/wordcount")
+    expect(inside).to_contain_text("8080/tcp")
+    history = inside.locator("table.history tbody tr")
+    assert history.count() == 4
+    expect(history.nth(1)).to_contain_text("no layer")
+    expect(page.locator("#pull ~ .command pre").first).to_have_text(
+        "beaker image pull tester/wordcount"
+    )
+    page.set_viewport_size({"width": 1280, "height": 1800})
+    page.screenshot(path=screenshots / "image.png", full_page=True)
 
-            # For a person to look at: pytest keeps the last few runs' tmp_path folders.
-            png = await page.screenshot(tmp_path / "image-page.png")
-            assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    visitor.go(f"/im/{site.images['multiarch']['id']}")
+    assert page.locator("details.platform h3").all_inner_texts() == ["linux/amd64", "linux/arm64"]
+    expect(page.locator("table.referrers")).to_contain_text(SIGNATURE_TYPE)
+    page.screenshot(path=screenshots / "image-multiplatform.png", full_page=True)
+    dark = visitor.context.browser
+    assert dark is not None
+    night = dark.new_context(color_scheme="dark", viewport={"width": 1280, "height": 1000})
+    try:
+        night_page = night.new_page()
+        night_page.goto(site.url + f"/im/{site.images['wordcount']['id']}")
+        background = night_page.evaluate("getComputedStyle(document.body).backgroundColor")
+        assert background == "rgb(13, 17, 23)"
+        night_page.screenshot(path=screenshots / "image-dark.png")
+    finally:
+        night.close()
+
+
+def test_copy_buttons_copy_the_pull_commands(visitor: Visitor, site: Site) -> None:
+    visitor.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site.url)
+    page = visitor.page
+    visitor.go(f"/im/{site.images['wordcount']['id']}")
+    page.get_by_role("button", name="Copy the docker command").click()
+    expect(page.get_by_role("button", name="Copy the docker command")).to_have_text("Copied")
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied == f"docker pull {site.images['wordcount']['dockerTag']}"
+
+
+def test_editing_the_narrative_with_a_preview(
+    visitor: Visitor, site: Site, screenshots: Path
+) -> None:
+    page = visitor.page
+    visitor.sign_in(site.token)
+    image_id = site.images["multiarch"]["id"]
+    visitor.go(f"/im/{image_id}")
+    page.get_by_role("link", name="Edit").click()
+    text = "## Platforms\n\n| arch | ok |\n|---|---|\n| arm64 | yes |\n\n" + XSS
+    page.get_by_label("Narrative (markdown)").fill(text)
+    page.get_by_role("button", name="Preview").click()
+    preview = page.locator("#preview")
+    expect(preview.locator("h2")).to_have_text("Platforms")
+    expect(preview.locator("td").first).to_have_text("arm64")
+    # Shown by the script, without leaving the page or losing the text.
+    assert page.url.endswith(f"/im/{image_id}/edit")
+    assert page.get_by_label("Narrative (markdown)").input_value() == text
+    page.screenshot(path=screenshots / "edit-preview.png", full_page=True)
+    page.get_by_role("button", name="Save").click()
+    page.wait_for_url(site.url + f"/im/{image_id}")
+    expect(page.locator("article.narrative h2")).to_have_text("Platforms")
+    assert page.title() != "pwned" and visitor.dialogs == []
+
+
+def test_delete_asks_for_confirmation(visitor: Visitor, site: Site) -> None:
+    page = visitor.page
+    visitor.sign_in(site.token)
+    visitor.go("/?q=batch-52")
+    page.get_by_role("link", name="tester/batch-52").click()
+    page.get_by_role("link", name="Delete").click()
+    expect(page.locator("h1").first).to_have_text("Delete tester/batch-52?")
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.locator("h1").first).to_have_text("tester/batch-52")
+    page.get_by_role("link", name="Delete").click()
+    page.get_by_role("button", name="Delete image").click()
+    page.wait_for_url(site.url + "/accounts/tester")
+    visitor.go("/?q=batch-52")
+    assert _rows(page) == []
+
+
+def test_a_post_without_the_csrf_token_is_refused(visitor: Visitor, site: Site) -> None:
+    page = visitor.page
+    visitor.sign_in(site.token)
+    image = site.images["wordcount"]
+    visitor.go(f"/im/{image['id']}")
+    status = page.evaluate(
+        """async (path) => {
+            const body = new URLSearchParams({name: "renamed", description: "", narrative: ""});
+            const response = await fetch(path, {method: "POST", body});
+            return response.status;
+        }""",
+        f"/im/{image['id']}/edit",
+    )
+    assert status == 403
+    page.reload()
+    expect(page.locator("h1").first).to_have_text("tester/wordcount")
+
+
+def test_injected_html_never_runs(visitor: Visitor, site: Site) -> None:
+    page = visitor.page
+    paths = [f"/im/{site.images['wordcount']['id']}", "/?q=" + XSS, "/ws/tester/shared",
+             "/accounts/tester"]  # fmt: skip
+    for path in paths:
+        visitor.go(path)
+        assert page.title() != "pwned", path
+        assert page.locator("main script, main img").count() == 0, path
+    visitor.go(f"/im/{site.images['wordcount']['id']}")
+    expect(page.locator("article.narrative")).to_contain_text(XSS)
+    expect(page.locator(".lead")).to_have_text("Counts words " + XSS)
+    assert page.locator("a[href^='javascript:']").count() == 0
+    assert visitor.dialogs == []
+
+
+def test_a_private_image_is_hidden_from_anonymous_visitors_and_other_accounts(
+    visitor: Visitor, site: Site
+) -> None:
+    page = visitor.page
+    secret = site.images["secret"]["id"]
+    for signed_in in (False, True):
+        if signed_in:
+            visitor.sign_in(site.bob_token)
+        visitor.go("/?q=secret")
+        assert _rows(page) == []
+        response = page.goto(site.url + f"/im/{secret}")
+        assert response is not None and response.status == 404
+        expect(page.locator("h1").first).to_have_text("Not found")
+    visitor.go("/")
+    page.get_by_role("button", name="Sign out").click()
+    visitor.sign_in(site.token)
+    visitor.go(f"/im/{secret}")
+    expect(page.locator("h1").first).to_have_text("tester/secret")

@@ -14,6 +14,7 @@ import pytest
 from metadata.narratives import MAX_NARRATIVE_BYTES
 from storage.database import Database
 from tests.metadata.helpers import Api
+from tests.metadata.web_helpers import Browser
 
 HOSTILE = "[" * 1_000_000
 # A stall without the fix lasts many seconds; a loaded 2-core machine answers well within this.
@@ -69,6 +70,10 @@ async def _while_checking_health(api: Api, work: Any) -> Any:
 
 
 async def _page(api: Api, image_id: str) -> str:
+    """The image's page, as its author sees it (signed in: the image is private)."""
+    jar = api.client.session.cookie_jar
+    if not any(cookie.key == "beakerd_session" for cookie in jar):
+        await Browser(api.client).sign_in(api.token)
     resp = await api.client.get(f"/im/{image_id}")
     assert resp.status == 200
     return await resp.text()

@@ -23,20 +23,17 @@ Replica = Callable[..., contextlib.AbstractAsyncContextManager[Client]]
 def replica(tmp_path: Path, private_home: Path, s3_store: str, backend: Backend) -> Replica:
     """Start an app over the test's database (on each backend) and bucket prefix; several
     may run at once, sharing nothing else (each has its own upload sessions and caches)."""
-    database = backend.settings()
+    database = backend.database_settings()
 
     @contextlib.asynccontextmanager
     async def start(**settings: Any) -> AsyncIterator[Client]:
-        app = create_app(
-            Settings(
-                data_dir=tmp_path / "data",
-                blob_store=s3_store,
-                bootstrap_account=ADMIN,
-                gc_interval_seconds=0,
-                **database,
-                **settings,
-            )
-        )
+        defaults: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "blob_store": s3_store,
+            "bootstrap_account": ADMIN,
+            "gc_interval_seconds": 0,
+        }
+        app = create_app(Settings(**{**defaults, **database, **settings}))
         server = TestServer(app)
         await server.start_server()
         config = yaml.safe_load((private_home / ".beaker" / "config.yml").read_text())

@@ -15,6 +15,7 @@ from storage.blobstore.s3_uploads import PART_MIN
 from storage.blobstore.s3client import S3Bucket
 from storage.digests import Digest
 from storage.gc import GarbageCollector, GcPolicy
+from tests.backends.seaweedfs import SeaweedFS
 from tests.registry.helpers import push_blob, push_image
 from tests.storage_s3.conftest import Client, Replica
 
@@ -283,3 +284,17 @@ async def test_fsck_reports_missing_objects_and_deletes_rowless_ones_after_the_g
     assert await bucket.head(orphan_key) is None
     # The referenced blob's row stays (push it again); fsck keeps saying so.
     assert [f.kind for f in (await fsck(False, 0)).findings] == ["missing-file"]
+
+
+async def test_readyz_names_the_blob_store_and_fails_while_its_bucket_is_missing(
+    replica: Replica, seaweedfs: SeaweedFS
+) -> None:
+    async with replica() as client:
+        ready = await client.get("/readyz")
+        assert ready.status == 200
+        assert (await ready.json())["blob_store"].startswith(f"s3://{seaweedfs.bucket}/")
+    async with replica(blob_store="s3://no-such-bucket/x") as client:
+        ready = await client.get("/readyz")
+        body = await ready.json()
+        assert ready.status == 503
+        assert body["reason"].startswith("blob store failed: bucket no-such-bucket:"), body

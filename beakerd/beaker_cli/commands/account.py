@@ -16,6 +16,7 @@ from beakerd.beaker_cli.output import (
     warn,
 )
 from beakerd.beaker_cli.parsing import Commands
+from storage.sizes import human_bytes
 
 
 def add_parser(commands: Commands) -> None:
@@ -42,11 +43,19 @@ def add_parser(commands: Commands) -> None:
 
 def whoami_command(args: argparse.Namespace, ctx: Context) -> None:
     me = ctx.api.whoami()
-    ctx.out.result(
-        data=account_json(me),
-        text=table(("ID", "NAME", "DISPLAY NAME"), [[me.id, me.name, me.display_name or ""]]),
-        ids=[me.name],
-    )
+    storage = ctx.api.storage()
+    headers: tuple[str, ...] = ("ID", "NAME", "DISPLAY NAME")
+    row = [me.id, me.name, me.display_name or ""]
+    data = account_json(me) or {}
+    if storage is not None:
+        quota = storage.quota_bytes
+        headers += ("STORAGE", "QUOTA")
+        row += [
+            human_bytes(storage.used_bytes),
+            "unlimited" if quota is None else human_bytes(quota),
+        ]
+        data |= {"storage_bytes": storage.used_bytes, "quota_bytes": quota}
+    ctx.out.result(data=data, text=table(headers, [row]), ids=[me.name])
 
 
 def create_token(args: argparse.Namespace, ctx: Context) -> None:
