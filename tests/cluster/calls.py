@@ -33,7 +33,8 @@ def call(
     data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     if auth:
-        request.add_header("Authorization", auth)
+        # Not sent on to where a redirect points (a presigned S3 URL carries its own).
+        request.add_unredirected_header("Authorization", auth)
     if data is not None:
         request.add_header("Content-Type", content_type)
     try:

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import http.client
 import os
+import urllib.request
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -140,7 +141,11 @@ class ChunkedPush:
         return answer
 
     def pulled(self) -> bytes:
+        """The blob as a client gets it: from the replica, or where it redirects (S3)."""
         answer = self.request("GET", f"/v2/{self.repository}/blobs/{self.digest}")
+        if answer.status == 307:
+            with urllib.request.urlopen(answer.headers["location"], timeout=60) as redirected:
+                return bytes(redirected.read())
         assert answer.status == 200, answer
         return answer.body
 
