@@ -58,6 +58,16 @@ class Server:
         token = yaml.safe_load(config.read_text()).get("user_token")
         return str(token) if token else None
 
+    @property
+    def store_args(self) -> list[str]:
+        """Where this server keeps its data, as flags of the admin commands (`beakerd account
+        add NAME ...`): the data folder, and the database and blob store it was started on."""
+        args = ["--data-dir", str(self.data_dir)]
+        for flag in ("--database", "--blob-store"):
+            if flag in self.extra_args:
+                args += [flag, self.extra_args[self.extra_args.index(flag) + 1]]
+        return args
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 

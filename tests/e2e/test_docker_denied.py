@@ -21,8 +21,7 @@ DOCKER_DENIED = "denied: requested access to the resource is denied"
 
 def _add_account(server: Server, name: str) -> str:
     added = subprocess.run(
-        [sys.executable, "-m", "beakerd", "--data-dir", str(server.data_dir),
-         "account", "add", name],
+        [sys.executable, "-m", "beakerd", *server.store_args, "account", "add", name],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert added.returncode == 0, added.stderr
