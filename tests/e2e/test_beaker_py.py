@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from tests.backends.backend import Backend
 from tests.e2e.docker_engine import DockerEngine, build_scratch_image
 from tests.e2e.tools import unavailable
 from tests.server import Server, running_beakerd
@@ -141,10 +140,10 @@ class BeakerPy:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, session_backend: Backend) -> Iterator[Server]:
-    with running_beakerd(
-        tmp_path_factory.mktemp("beaker-py-beakerd"), session_backend.args()
-    ) as running:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # On PostgreSQL and S3 the same tests run through nginx in front of three replicas
+    # (tests/cluster/test_beaker_py_through_nginx.py).
+    with running_beakerd(tmp_path_factory.mktemp("beaker-py-beakerd")) as running:
         yield running
 
 

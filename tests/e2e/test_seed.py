@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from tests.backends.backend import Backend
 from tests.e2e.docker_engine import DockerEngine, build_scratch_image, layer_ids
 from tests.server import Server, free_port, running_beakerd
 
@@ -37,11 +36,12 @@ WORDCOUNT_FILES = [
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, session_backend: Backend) -> Iterator[Server]:
-    """A beakerd of this module's own, so that the seed's plain names (`wordcount`) are free."""
-    with running_beakerd(
-        tmp_path_factory.mktemp("seed-beakerd"), session_backend.args()
-    ) as running:
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A beakerd of this module's own, so that the seed's plain names (`wordcount`) are free.
+
+    On SQLite and the data folder; on PostgreSQL and S3 the same tests run through nginx in
+    front of three replicas (tests/cluster/test_seed_through_nginx.py)."""
+    with running_beakerd(tmp_path_factory.mktemp("seed-beakerd")) as running:
         yield running
 
 
