@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import urllib.request
@@ -103,6 +104,10 @@ class Created:
     image_id: str  # the Beaker image ID
     local_id: str  # the Docker image ID it was made from
     output: str
+
+
+def _nonce() -> bytes:
+    return secrets.token_hex(8).encode()
 
 
 def create(beaker: Beaker, name: str, files: list[tuple[str, bytes]], tmp: Path) -> Created:
@@ -199,7 +204,8 @@ def test_list_shows_the_image_in_the_default_workspace(beaker: Beaker, wordcount
 
 
 def test_pull_keeps_beakers_internal_tag(beaker: Beaker, tmp_path: Path) -> None:
-    image = create(beaker, "pull-plain", [("a.txt", b"pull me plainly\n")], tmp_path)
+    # Content of this run's own: an image another run left in the engine must not stand in.
+    image = create(beaker, "pull-plain", [("a.txt", b"pull me plainly\n" + _nonce())], tmp_path)
     beaker.engine.cli("image", "rm", "pull-plain")
     assert not beaker.engine.has_image(image.local_id)
     repository = beaker.api(f"/images/{image.image_id}/repository")["imageTag"]
@@ -213,7 +219,8 @@ def test_pull_keeps_beakers_internal_tag(beaker: Beaker, tmp_path: Path) -> None
 
 
 def test_pull_with_a_friendly_tag_replaces_the_internal_one(beaker: Beaker, tmp_path: Path) -> None:
-    image = create(beaker, "pull-friendly", [("b.txt", b"pull me by a friendly name\n")], tmp_path)
+    files = [("b.txt", b"pull me by a friendly name\n" + _nonce())]
+    image = create(beaker, "pull-friendly", files, tmp_path)
     beaker.engine.cli("image", "rm", "pull-friendly")
     repository = beaker.api(f"/images/{image.image_id}/repository")["imageTag"]
     out = beaker.ok("image", "pull", "tester/pull-friendly", "friendly-name")
