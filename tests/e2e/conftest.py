@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.backends.backend import Backend
 from tests.e2e.docker_engine import DockerEngine, running_dockerd
 from tests.e2e.tools import Registry, require_root, require_tool
 from tests.server import free_port
@@ -111,8 +112,11 @@ def reference_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ref
 
 
 @pytest.fixture(scope="session")
-def registry(request: pytest.FixtureRequest) -> Registry:
-    """The registry under test: beakerd unless E2E_REGISTRY=reference."""
+def registry(request: pytest.FixtureRequest, session_backend: Backend) -> Registry:
+    """The registry under test: beakerd (on each backend) unless E2E_REGISTRY=reference.
+
+    `session_backend` is named here so that the tests are parametrized by it: pytest cannot
+    look up a parametrized fixture (beakerd_server) by name otherwise."""
     if os.environ.get("E2E_REGISTRY") == "reference":
         reference: Registry = request.getfixturevalue("reference_registry")
         return reference
