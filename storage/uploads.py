@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import re
 import shutil
 import time
 import uuid
@@ -20,13 +19,12 @@ from pathlib import Path
 from typing import BinaryIO
 
 from storage.blobs import BlobStore, fsync_dir
-from storage.blobstore import DigestMismatch, OffsetMismatch, Upload, UploadError
+from storage.blobstore import DigestMismatch, OffsetMismatch, Upload, UploadError, find_upload
 from storage.database import Database
 from storage.digests import Digest
 from storage.quotas import QuotaExceeded
 from storage.repositories import Repositories, RepositoryFrozen, RepositoryUnknown
 
-_UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _REHASH_CHUNK = 8 << 20
 # Written bytes after which a background fdatasync starts while the upload goes on.
 _EARLY_FLUSH_BYTES = 8 << 20
@@ -71,13 +69,7 @@ class UploadSessions:
         return upload
 
     async def get(self, repository: str, upload_id: str) -> Upload | None:
-        if not _UPLOAD_ID_RE.fullmatch(upload_id):
-            return None
-        row = await self.db.fetchone(
-            'SELECT "offset", digest FROM uploads WHERE id = ? AND repository = ?',
-            (upload_id, repository),
-        )
-        return Upload(upload_id, repository, int(row["offset"]), row["digest"]) if row else None
+        return await find_upload(self.db, repository, upload_id)
 
     async def append(
         self, upload: Upload, chunks: AsyncIterable[bytes], start: int | None = None

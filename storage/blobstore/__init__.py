@@ -15,12 +15,13 @@ repositories is a database fact (links), never a storage one.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from storage.database import Connection
+from storage.database import Connection, Database
 from storage.digests import Digest
 
 
@@ -50,6 +51,20 @@ class Upload:
     offset: int
     # Set once the session began publishing its blob under this digest.
     digest: str | None = None
+
+
+_UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+async def find_upload(db: Database, repository: str, upload_id: str) -> Upload | None:
+    """The session `upload_id` of `repository` as its row stands, whichever store holds it."""
+    if not _UPLOAD_ID_RE.fullmatch(upload_id):
+        return None
+    row = await db.fetchone(
+        'SELECT "offset", digest FROM uploads WHERE id = ? AND repository = ?',
+        (upload_id, repository),
+    )
+    return Upload(upload_id, repository, int(row["offset"]), row["digest"]) if row else None
 
 
 class BlobReader(Protocol):

@@ -40,13 +40,12 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import re
 import time
 import uuid
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, replace
 
-from storage.blobstore import DigestMismatch, OffsetMismatch, Upload, UploadError
+from storage.blobstore import DigestMismatch, OffsetMismatch, Upload, UploadError, find_upload
 from storage.blobstore.keys import Keys
 from storage.blobstore.s3client import ObjectMissing, S3Bucket
 from storage.database import Database
@@ -55,7 +54,6 @@ from storage.quotas import QuotaExceeded
 from storage.repositories import Repositories, RepositoryFrozen, RepositoryUnknown
 from storage.sha256_state import HashStateError, ResumableSha256
 
-_UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 PART_MIN = 5 << 20
 _PART = 8 << 20
 _PARTS_PER_STEP = 1000
@@ -140,13 +138,7 @@ class S3UploadSessions:
         return upload
 
     async def get(self, repository: str, upload_id: str) -> Upload | None:
-        if not _UPLOAD_ID_RE.fullmatch(upload_id):
-            return None
-        row = await self.db.fetchone(
-            'SELECT "offset", digest FROM uploads WHERE id = ? AND repository = ?',
-            (upload_id, repository),
-        )
-        return Upload(upload_id, repository, int(row["offset"]), row["digest"]) if row else None
+        return await find_upload(self.db, repository, upload_id)
 
     async def append(
         self, upload: Upload, chunks: AsyncIterable[bytes], start: int | None = None
