@@ -21,7 +21,7 @@ from registry.names import check_name, check_tag, is_digest_like, is_tag, parse_
 from registry.proxy import STALE_WARNING
 from registry.visibility import visible_blob_sizes
 from storage.digests import Digest
-from storage.repositories import ManifestRecord, MissingBlobs, NewManifest
+from storage.repositories import ManifestRecord, MissingBlobs
 
 
 def _manifest_unknown(reference: str, message: str | None = None) -> RegistryError:
@@ -100,16 +100,7 @@ async def put_manifest(request: web.Request) -> web.Response:
     try:
         await ctx.repositories.put_manifest(
             name,
-            NewManifest(
-                digest=str(digest),
-                media_type=parsed.media_type,
-                content=body,
-                artifact_type=parsed.artifact_type,
-                subject=parsed.subject,
-                annotations=parsed.annotations,
-                blob_digests=[d.digest for d in parsed.blobs],
-                manifest_digests=[d.digest for d in parsed.manifests],
-            ),
+            parsed.stored(digest, body),
             tag,
             create=create,
         )

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from registry.errors import ErrorCode, RegistryError
 from storage.digests import Digest, InvalidDigest
+from storage.repositories import NewManifest
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -72,6 +73,19 @@ class ParsedManifest:
     subject: str | None
     artifact_type: str | None
     annotations: dict[str, str] | None
+
+    def stored(self, digest: Digest, content: bytes) -> NewManifest:
+        """What the repositories store of this manifest, whether pushed or cached."""
+        return NewManifest(
+            digest=str(digest),
+            media_type=self.media_type,
+            content=content,
+            artifact_type=self.artifact_type,
+            subject=self.subject,
+            annotations=self.annotations,
+            blob_digests=[d.digest for d in self.blobs],
+            manifest_digests=[d.digest for d in self.manifests],
+        )
 
 
 def _invalid(message: str, detail: Any = None) -> RegistryError:

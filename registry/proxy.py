@@ -48,7 +48,7 @@ from registry.upstreams import Upstream, split_name
 from storage.blobstore import BlobUploads, DigestMismatch
 from storage.digests import Digest
 from storage.pull_cache import PullCache
-from storage.repositories import ManifestRecord, NewManifest, Repositories
+from storage.repositories import ManifestRecord, Repositories
 
 log = logging.getLogger("beakerd.proxy")
 
@@ -184,16 +184,7 @@ class PullThrough:
             raise _bad_upstream(client, f"manifest {reference} hashes to {digest}")
         await self.cache.store_manifest(
             repository,
-            NewManifest(
-                digest=str(digest),
-                media_type=parsed.media_type,
-                content=body,
-                artifact_type=parsed.artifact_type,
-                subject=parsed.subject,
-                annotations=parsed.annotations,
-                blob_digests=[d.digest for d in parsed.blobs],
-                manifest_digests=[d.digest for d in parsed.manifests],
-            ),
+            parsed.stored(digest, body),
             tag,
         )
         log.info("cached %s@%s from upstream %s", repository, digest, client.name)
