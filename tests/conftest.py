@@ -25,8 +25,13 @@ def private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def beakerd_server(
     tmp_path_factory: pytest.TempPathFactory, session_backend: Backend
 ) -> Iterator[Server]:
-    """One real beakerd per backend for the whole session; tests use distinct repository names."""
-    with running_beakerd(tmp_path_factory.mktemp("beakerd"), session_backend.args()) as server:
+    """One real beakerd per backend for the whole session; tests use distinct repository names.
+
+    On S3 it streams blobs (`blob_redirect` off), so that the real clients pull both ways: the
+    cluster (tests/cluster) answers them with the default 307 to a presigned URL."""
+    env = {"BEAKERD_BLOB_REDIRECT": "false"} if session_backend.s3 is not None else {}
+    tmp = tmp_path_factory.mktemp("beakerd")
+    with running_beakerd(tmp, session_backend.args(), env) as server:
         yield server
 
 

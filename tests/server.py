@@ -36,6 +36,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     log_path: Path
     extra_args: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -89,14 +90,17 @@ class Server:
     def restart(self) -> None:
         """Start the server again on the same port and data folder."""
         self.stop()
-        self.proc = _spawn(self.port, self.data_dir, self.home, self.log_path, self.extra_args)
+        self.proc = _spawn(
+            self.port, self.data_dir, self.home, self.log_path, self.extra_args, self.extra_env
+        )
         _wait_ready(self)
 
 
 def _spawn(
-    port: int, data_dir: Path, home: Path, log_path: Path, extra_args: list[str]
-) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
+    port: int, data_dir: Path, home: Path, log_path: Path, extra_args: list[str],
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:  # fmt: skip
+    env = dict(os.environ, **(extra_env or {}))
     env["HOME"] = str(home)
     env.pop("BEAKER_CONFIG", None)
     env.pop("XDG_DATA_HOME", None)
@@ -130,17 +134,20 @@ def _wait_ready(server: Server, timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def running_beakerd(tmp: Path, extra_args: list[str] | None = None) -> Iterator[Server]:
-    """A beakerd on a free port with its own data folder and HOME under `tmp`."""
+def running_beakerd(
+    tmp: Path, extra_args: list[str] | None = None, env: dict[str, str] | None = None
+) -> Iterator[Server]:
+    """A beakerd on a free port with its own data folder and HOME under `tmp`; `env`: settings
+    that have no flag (BEAKERD_...)."""
     home = tmp / "home"
     home.mkdir(parents=True, exist_ok=True)
     data_dir = tmp / "data"
     port = free_port()
     log_path = tmp / "beakerd.log"
     args = list(extra_args or [])
-    server = Server(
-        port, data_dir, home, _spawn(port, data_dir, home, log_path, args), log_path, args
-    )
+    extra_env = dict(env or {})
+    proc = _spawn(port, data_dir, home, log_path, args, extra_env)
+    server = Server(port, data_dir, home, proc, log_path, args, extra_env)
     try:
         _wait_ready(server)
         yield server

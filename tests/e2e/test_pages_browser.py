@@ -29,6 +29,7 @@ import aiohttp
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
+from tests.backends.backend import Backend
 from tests.e2e.tools import require_tool
 from tests.metadata.web_helpers import (
     SIGNATURE_TYPE,
@@ -144,14 +145,16 @@ async def _seed(server: Server) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with running_beakerd(tmp_path_factory.mktemp("web")) as server:
+def site(tmp_path_factory: pytest.TempPathFactory, session_backend: Backend) -> Iterator[Site]:
+    """One seeded server per backend: the pages read what PostgreSQL and S3 hold as they read
+    SQLite and the data folder."""
+    with running_beakerd(tmp_path_factory.mktemp("web"), session_backend.args()) as server:
         # In a thread of its own: the test plugins may keep an event loop running here.
         with ThreadPoolExecutor(1) as thread:
             images = thread.submit(asyncio.run, _seed(server)).result()
         added = subprocess.run(
-            [sys.executable, "-m", "beakerd", "--data-dir", str(server.data_dir), "account",
-             "add", "bob"], capture_output=True, text=True, timeout=60,
+            [sys.executable, "-m", "beakerd", "account", "add", "bob", *server.store_args],
+            capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert added.returncode == 0, added.stderr
         bob_token = added.stdout.split("API token: ")[1].split()[0]
