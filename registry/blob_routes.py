@@ -142,7 +142,7 @@ async def _stream_in(
         except Exception as e:
             log.warning("streaming %s to a client stopped: %s", request.path, e)
             if request.transport is not None:
-                request.transport.close()
+                request.transport.abort()  # as _cut_short: never wait for a TLS close_notify
             raise ConnectionResetError(str(e)) from None
         await response.write_eof()
     finally:
@@ -265,7 +265,9 @@ class ThreadedFileResponse(web.StreamResponse):
         """Take the corrupt file out and drop the connection before the body is complete."""
         await blob.take_out(f)
         if request.transport is not None:
-            request.transport.close()
+            # abort, not close: a TLS close waits for the client's close_notify, which a client
+            # still reading may never send, and holds the connection (and shutdown) meanwhile.
+            request.transport.abort()
         # aiohttp treats this as a client gone away: no error response, the connection closes.
         raise ConnectionResetError("blob content does not match its digest")
 
