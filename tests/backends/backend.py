@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +10,7 @@ from typing import Any
 import pytest
 
 from storage.database import Database, open_database
+from tests.backends.migrated_schemas import MigratedSchemas
 from tests.backends.postgres import PostgresServer
 from tests.backends.seaweedfs import SeaweedFS
 
@@ -23,15 +22,13 @@ class Backend:
     name: str
     postgres: PostgresServer | None = None
     s3: SeaweedFS | None = None
+    schemas: MigratedSchemas | None = None
 
     def settings(self) -> dict[str, Any]:
         """Settings for an in-process app (the S3 credentials are in the environment)."""
         settings: dict[str, Any] = {}
-        if self.postgres is not None:
-            # A thread of its own: async fixtures call this with their event loop running.
-            with ThreadPoolExecutor(1) as thread:
-                url = thread.submit(asyncio.run, self.postgres.create_database()).result()
-            settings["database"] = url
+        if self.schemas is not None:
+            settings["database"] = self.schemas.take()
         if self.s3 is not None:
             # The endpoint and credentials are in the environment (fixture s3_credentials).
             settings["blob_store"] = f"s3://{self.s3.bucket}/{uuid.uuid4().hex[:12]}"
@@ -55,6 +52,7 @@ class Backend:
         ]
 
     async def open_database(self, data_dir: Path) -> Database:
+        # Not a migrated schema: the tests that open a database themselves migrate it.
         """A new, empty, open database (not migrated): SQLite's in `data_dir`."""
         url = await self.postgres.create_database() if self.postgres is not None else None
         db = open_database(url, data_dir)

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.backends.backend import Backend
+from tests.backends.migrated_schemas import MigratedSchemas
 from tests.backends.postgres import PostgresServer, postgres_bin
 from tests.backends.seaweedfs import SeaweedFS
 
@@ -31,6 +32,15 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def migrated_schemas(postgres_server: PostgresServer) -> Iterator[MigratedSchemas]:
+    schemas = MigratedSchemas(postgres_server)
+    try:
+        yield schemas
+    finally:
+        schemas.close()
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +65,8 @@ def _backend(request: pytest.FixtureRequest) -> Backend:
         return Backend(name)
     server: PostgresServer = request.getfixturevalue("postgres_server")
     s3: SeaweedFS = request.getfixturevalue("s3_credentials")
-    return Backend(name, server, s3)
+    schemas: MigratedSchemas = request.getfixturevalue("migrated_schemas")
+    return Backend(name, server, s3, schemas)
 
 
 @pytest.fixture(params=BACKENDS)
