@@ -1,9 +1,11 @@
-"""The comparison table: metric | beakerd | reference | ratio | target | result, in Markdown."""
+"""The tables of the benchmarks, in Markdown: beakerd beside the reference (metric | beakerd |
+reference | ratio | target | result), or beakerd alone (metric | value | target | result)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 # Per-server measurements: metric key → value, or an error message when the measurement failed.
 Measurements = dict[str, float | str]
@@ -114,3 +116,23 @@ def errors_section(results: dict[str, Measurements]) -> str:
             if isinstance(value, str):
                 lines.append(f"- {server} / {key}: {value}")
     return "\n".join(lines)
+
+
+@dataclass
+class Row:
+    """One line of a benchmark that measures beakerd alone (bench/scale_*.py)."""
+
+    metric: str
+    value: str
+    target: str
+    result: str
+
+
+def write_rows(results: Path, header: str, rows: list[Row]) -> int:
+    """Print and save `header` and the rows' table; exit status 1 if a row failed its target."""
+    table = ["| metric | value | target | result |", "|---|---:|---|---|"]
+    table += [f"| {r.metric} | {r.value} | {r.target} | {r.result} |" for r in rows]
+    text = header + "\n".join(table) + "\n"
+    print(text)
+    results.write_text(text)
+    return 0 if all(r.result in ("PASS", "-") for r in rows) else 1

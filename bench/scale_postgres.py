@@ -43,7 +43,8 @@ import yaml
 from beakerd.app import create_app
 from beakerd.settings import Settings
 from beakerd.workers import _prepare
-from bench.scale_bench import CONFIG_TYPE, LAYER_TYPE, MANIFEST_TYPE, Beakerd, Row, _latencies, _p
+from bench.report import Row, write_rows
+from bench.scale_bench import CONFIG_TYPE, LAYER_TYPE, MANIFEST_TYPE, Beakerd, _latencies, _p
 from metadata.owners import BeakerRepositoryOwners
 from storage.blobs import BlobStore
 from storage.database import open_database
@@ -282,12 +283,7 @@ def main(argv: list[str] | None = None) -> int:
         f" manifest each, referencing 2 blobs), loaded with COPY in {loaded:.0f} s; then"
         f" {len(data.doomed):,} images ({2 * len(data.doomed):,} blobs of their own) deleted.\n\n"
     )
-    table = ["| metric | value | target | result |", "|---|---:|---|---|"]
-    table += [f"| {r.metric} | {r.value} | {r.target} | {r.result} |" for r in rows]
-    text = header + "\n".join(table) + "\n"
-    print(text)
-    RESULTS.write_text(text)
-    return 0 if all(r.result in ("PASS", "-") for r in rows) else 1
+    return write_rows(RESULTS, header, rows)
 
 
 if __name__ == "__main__":
