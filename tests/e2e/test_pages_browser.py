@@ -308,6 +308,66 @@ def test_the_workspace_and_image_pages_show_config_history_and_platforms(
         night.close()
 
 
+# Every visible text on the page whose contrast with the background behind it is under WCAG's
+# AA level for body text (4.5:1): "tag.class ratio text" for each.
+_LOW_CONTRAST = """() => {
+  const rgba = (c) => {
+    const m = c.match(/rgba?\\(([^)]+)\\)/);
+    if (!m) return null;
+    const [r, g, b, a] = m[1].split(",").map(Number);
+    return {r, g, b, a: a === undefined ? 1 : a};
+  };
+  const channel = (v) => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
+  const luminance = (c) => 0.2126 * channel(c.r) + 0.7152 * channel(c.g) + 0.0722 * channel(c.b);
+  const behind = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgba(getComputedStyle(e).backgroundColor);
+      if (c && c.a > 0.5) return c;
+    }
+    return rgba(getComputedStyle(document.documentElement).backgroundColor);
+  };
+  const low = [];
+  const seen = new Set();
+  const texts = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (texts.nextNode()) {
+    const el = texts.currentNode.parentElement;
+    if (!texts.currentNode.textContent.trim() || seen.has(el)) continue;
+    seen.add(el);
+    if (el.closest(".visually-hidden") || el.getClientRects().length === 0) continue;
+    const style = getComputedStyle(el);
+    if (style.visibility === "hidden") continue;
+    const [fg, bg] = [luminance(rgba(style.color)), luminance(behind(el))];
+    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    if (ratio < 4.5) {
+      const text = texts.currentNode.textContent.trim().slice(0, 30);
+      low.push(`${el.tagName.toLowerCase()}.${el.className} ${ratio.toFixed(2)} ${text}`);
+    }
+  }
+  return low;
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_text_is_readable_against_its_background(
+    chromium: Browser, site: Site, scheme: str
+) -> None:
+    context = chromium.new_context(color_scheme=scheme, viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        visitor = Visitor(context, page, [], site)
+        visitor.sign_in(site.token)  # signed in, the pages show their forms and buttons too
+        wordcount = site.images["wordcount"]["id"]
+        for path in ("/", "/workspaces", "/ws/tester/shared", "/accounts/tester", "/registry",
+                     f"/im/{wordcount}", f"/im/{wordcount}/edit", f"/im/{wordcount}/delete",
+                     f"/im/{site.images['multiarch']['id']}"):  # fmt: skip
+            visitor.go(path)
+            for details in page.locator("details").all():
+                details.evaluate("d => { d.open = true; }")
+            assert page.evaluate(_LOW_CONTRAST) == [], path
+    finally:
+        context.close()
+
+
 def test_copy_buttons_copy_the_pull_commands(visitor: Visitor, site: Site) -> None:
     visitor.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=site.url)
     page = visitor.page
