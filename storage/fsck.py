@@ -38,6 +38,7 @@ from storage.digests import Digest, InvalidDigest
 from storage.gc import gc_lock
 from storage.orphans import RepositoryOwners, find_orphans, remove_orphans
 from storage.trash import BlobFiles
+from storage.uploads import companion_files
 
 _HASH_CHUNK = 1 << 20
 _PAGE = 1000
@@ -315,7 +316,8 @@ class Fsck:
             finding = self.report.add(kind, upload_id, detail)
             if self.repair:
                 await self.db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
-                await asyncio.to_thread(path.unlink, True)
+                for file in (path, *companion_files(self.uploads_root, upload_id)):
+                    await asyncio.to_thread(file.unlink, True)
                 finding.repair = "session deleted"
                 digest = row["digest"]
                 if digest and not await self.files.has_row(digest):

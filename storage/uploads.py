@@ -2,24 +2,35 @@
 
 The acknowledged offset of a session lives in the database, so a session survives a restart
 and may continue in another worker process. The running hash lives in the process that took
-the last chunk; any other process re-derives it by re-reading the partial file.
+the last chunk; any other process re-derives it by re-reading the partial file. One request at
+a time writes a session, whichever worker it reaches: each takes the session's lock file,
+`uploads/<id>.lock`, before reading the offset and lets go after committing the next.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import os
 import shutil
 import time
 import uuid
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 from storage.blobs import BlobStore, fsync_dir
-from storage.blobstore import DigestMismatch, OffsetMismatch, Upload, UploadError, find_upload
+from storage.blobstore import (
+    DigestMismatch,
+    OffsetMismatch,
+    Upload,
+    UploadBusy,
+    UploadError,
+    find_upload,
+)
 from storage.database import Database
 from storage.digests import Digest
 from storage.quotas import QuotaExceeded
@@ -75,8 +86,7 @@ class UploadSessions:
         self, upload: Upload, chunks: AsyncIterable[bytes], start: int | None = None
     ) -> None:
         """Append a chunk; `start`, from Content-Range, must equal the current offset."""
-        async with self._lock(upload.id):
-            await self._refresh(upload)
+        async with self._lock(upload.id), self._exclusive(upload):
             if start is not None and start != upload.offset:
                 raise OffsetMismatch(upload.offset)
             await self._append_locked(upload, chunks)
@@ -93,8 +103,7 @@ class UploadSessions:
 
         `create`: whether publishing may create the session's repository if it is gone.
         """
-        async with self._lock(upload.id):
-            await self._refresh(upload)
+        async with self._lock(upload.id), self._exclusive(upload):
             if upload.digest == str(digest) and await self._published_earlier(
                 upload, digest, create
             ):
@@ -198,6 +207,22 @@ class UploadSessions:
     def _lock(self, upload_id: str) -> asyncio.Lock:
         return self._locks.setdefault(upload_id, asyncio.Lock())
 
+    @contextlib.asynccontextmanager
+    async def _exclusive(self, upload: Upload) -> AsyncIterator[None]:
+        """The session to this request alone, across worker processes, from reading its offset
+        to committing the next: two appending at once would each truncate and write the file,
+        and leave bytes under a hash that never saw them. The lock is flock(2) on a file of its
+        own (the data file may change inode, `_unshare`), which a worker that dies lets go; a
+        second request is refused at once rather than queued behind a stalled client."""
+        fd = await asyncio.to_thread(_try_lock, _lock_path(self.root, upload.id))
+        if fd is None:
+            raise UploadBusy(upload.offset)
+        try:
+            await self._refresh(upload)
+            yield
+        finally:
+            os.close(fd)
+
     async def _refresh(self, upload: Upload) -> None:
         """Re-read the acknowledged offset: another worker may have taken a chunk since."""
         current = await self.get(upload.repository, upload.id)
@@ -251,6 +276,32 @@ class UploadSessions:
         self._hashes.pop(upload_id, None)
         await self.db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
         self._locks.pop(upload_id, None)
+        # After the row: a request that takes a new lock file finds the session gone.
+        await asyncio.to_thread(_lock_path(self.root, upload_id).unlink, True)
+
+
+def companion_files(root: Path, upload_id: str) -> list[Path]:
+    """The files a session may have in `root` beside its data: a copy `_unshare` did not get to
+    put in place, and its lock file. They go with the session."""
+    return [root / f"{upload_id}.unshared", _lock_path(root, upload_id)]
+
+
+def _lock_path(root: Path, upload_id: str) -> Path:
+    return root / f"{upload_id}.lock"
+
+
+def _try_lock(path: Path) -> int | None:
+    """A descriptor holding `path`'s exclusive lock, or None while another holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _hash_prefix(path: Path, length: int, algorithm: str) -> hashlib._Hash:

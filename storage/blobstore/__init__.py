@@ -39,6 +39,18 @@ class OffsetMismatch(UploadError):
         self.offset = offset
 
 
+class UploadBusy(OffsetMismatch):
+    """Another request is writing this session: a client sending two chunks at once."""
+
+    def __init__(self, offset: int) -> None:
+        UploadError.__init__(
+            self,
+            "another request is writing this upload: ask for its status and resume from the"
+            " offset it gives",
+        )
+        self.offset = offset
+
+
 class DigestMismatch(UploadError):
     def __init__(self, expected: Digest, actual: str) -> None:
         super().__init__(f"content digest {actual} does not match {expected}")

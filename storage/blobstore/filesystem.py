@@ -15,6 +15,7 @@ from storage.blobstore import DeleteRows, Expired, Removed
 from storage.database import Connection, Database
 from storage.digests import Digest, InvalidDigest
 from storage.trash import BlobFiles, list_files, unlink_counting
+from storage.uploads import companion_files
 
 
 async def _as_is(conn: Connection, dead: list[str]) -> set[str]:
@@ -64,7 +65,8 @@ class FileReclaimer:
                     if await self.files.remove(Digest.parse(row["digest"])) is not None:
                         result.orphan_files += 1
             result.bytes += await asyncio.to_thread(unlink_counting, path)
-            await asyncio.to_thread(unlink_counting, path.with_name(path.name + ".unshared"))
+            for companion in companion_files(self.uploads_root, str(row["id"])):
+                await asyncio.to_thread(unlink_counting, companion)
             await self.db.execute(
                 "DELETE FROM uploads WHERE id = ? AND updated_at < ?", (row["id"], expired)
             )

@@ -1,9 +1,12 @@
 """The narrow windows the crash and GC tests reach only by chance, set up deterministically
 in-process: a crash between a publish and the end of its request, a collection racing a push
-of the same blob, and a manifest naming a blob collected since the client checked it."""
+of the same blob, a manifest naming a blob collected since the client checked it, and two
+workers taking chunks of one session at once."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from storage.blobs import BlobStore
+from storage.blobstore import OffsetMismatch
 from storage.database import Database
 from storage.digests import Digest
 from storage.gc import BlobFiles, GarbageCollector, GcPolicy
@@ -129,3 +133,48 @@ async def test_a_manifest_naming_a_collected_blob_is_refused_not_stored_dangling
     with pytest.raises(MissingBlobs):
         await repositories.put_manifest("windows/repo", manifest, "v1")
     assert await repositories.resolve_tag("windows/repo", "v1") is None
+
+
+async def test_two_workers_writing_one_session_at_once_never_mix_their_bytes(
+    db: Database, tmp_path: Path
+) -> None:
+    # Two worker processes (each its own sessions object) take chunks for the same session at
+    # the same moment: a client's mistake, or an attempt to get forged bytes published under
+    # the digest of genuine ones (blobs are shared by digest across repositories).
+    genuine, forged = os.urandom(1 << 20), os.urandom(1 << 20)
+    workers = [sessions(db, tmp_path), sessions(db, tmp_path)]
+    created = await workers[0].create("windows/repo")
+    halfway = [asyncio.Event(), asyncio.Event()]
+    ended = [asyncio.Event(), asyncio.Event()]
+
+    async def body(data: bytes, me: int) -> AsyncIterator[bytes]:
+        yield data[: len(data) // 2]
+        halfway[me].set()
+        # Let the other request write its first half too, if it is let in at all.
+        other = 1 - me
+        waits = [asyncio.ensure_future(e.wait()) for e in (halfway[other], ended[other])]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for wait in waits:
+            wait.cancel()
+        yield data[len(data) // 2 :]
+
+    async def append(me: int, data: bytes) -> BaseException | None:
+        upload = await workers[me].get("windows/repo", created.id)
+        assert upload is not None
+        try:
+            await workers[me].append(upload, body(data, me), 0)
+            return None
+        except OffsetMismatch as e:
+            return e
+        finally:
+            ended[me].set()
+
+    outcomes = await asyncio.gather(append(0, genuine), append(1, forged))
+    assert sum(outcome is None for outcome in outcomes) == 1, outcomes
+    winner = outcomes.index(None)
+    sent = (genuine, forged)[winner]
+    upload = await workers[winner].get("windows/repo", created.id)
+    assert upload is not None and upload.offset == len(sent)
+    digest = Digest.of(sent)
+    assert await workers[winner].finish(upload, digest) == len(sent)
+    assert BlobStore(tmp_path / "blobs").path(digest).read_bytes() == sent
