@@ -6,10 +6,13 @@ the upstream on a miss, stored and served.
   the cached manifest is served all the same, with a `Warning` header and a log line.
 - Only what clients ask for is fetched: an index is stored without its platforms' manifests,
   a manifest without its blobs, each fetched when a client asks for it.
-- One fetch per object however many clients miss it at once (per process: each worker process,
-  or replica, may fetch an object once; the store keeps one copy whatever the count, since the
-  upload path deduplicates by digest). The fetch runs in a task of its own, so a client that
-  goes away does not abort it for the others.
+- One fetch per object however many clients miss it at once. For a blob, across every process
+  on the database: the fetching process holds a claim on the digest in the database, kept alive
+  by a heartbeat (storage/fill_claims.py); a process that finds another's live claim waits for
+  the blob to land in the store, looking again every so often, and serves it from there; a
+  claim whose owner died expires and is taken over. A manifest (small) is fetched once per
+  process (the store keeps one copy whatever the count). The fetch runs in a task of its own,
+  so a client that goes away does not abort it for the others.
 - A blob is written through the blob store's upload path (`BlobUploads.ingest`, on files or
   S3: hashed, verified against its digest, published, then its row), so it becomes visible only
   whole and correct. The client whose miss started the fetch, and any that arrive before the
@@ -47,6 +50,7 @@ from registry.upstream_client import (
 from registry.upstreams import Upstream, split_name
 from storage.blobstore import BlobUploads, DigestMismatch
 from storage.digests import Digest
+from storage.fill_claims import HEARTBEAT_SECONDS, FillClaims
 from storage.pull_cache import PullCache
 from storage.repositories import ManifestRecord, Repositories
 
@@ -56,6 +60,8 @@ log = logging.getLogger("beakerd.proxy")
 _ACCEPT = ", ".join(sorted(MANIFEST_TYPES))
 # A cache entry's last-use time is written at most this often: pulls must not all be writes.
 _TOUCH_EVERY_SECONDS = 600.0
+# How often a process waiting on another's fetch looks whether the blob has landed.
+_ELSEWHERE_POLL_SECONDS = 0.25
 STALE_WARNING = '110 beakerd "Response is Stale"'
 
 
@@ -72,6 +78,7 @@ class PullThrough:
         upstreams: Sequence[Upstream],
         session: aiohttp.ClientSession,
         cache: PullCache,
+        claims: FillClaims,
         repositories: Repositories,
         uploads: BlobUploads,
         manifest_of: Callable[[str, str], Awaitable[ManifestRecord | None]],
@@ -79,11 +86,14 @@ class PullThrough:
         self.upstreams = list(upstreams)
         self.clients = {u.name: UpstreamClient(u, session) for u in upstreams}
         self.cache = cache
+        self.claims = claims
         self.repositories = repositories
         self.uploads = uploads
         self.manifest_of = manifest_of
         self._flights: dict[tuple[str, ...], asyncio.Task[CachedManifest | None]] = {}
         self._fills: dict[str, BlobFill] = {}
+        # Taken while a miss decides whether this process fetches: one claim at a time here.
+        self._claiming = asyncio.Lock()
         self._touched: dict[tuple[str, str], float] = {}
 
     def covers(self, repository: str) -> bool:
@@ -219,7 +229,10 @@ class PullThrough:
                 return None
             fill = self._fills.get(str(digest))
             if fill is None:
-                fill = self._start_fill(client, repository, path, digest)
+                fill = await self._claim_fill(client, repository, path, digest)
+            if fill is None:
+                await self._fetched_elsewhere(repository, digest)
+                continue
             joined = fill.join() if stream else None
             if joined is not None:
                 await self._headers_or_failure(fill)
@@ -247,13 +260,40 @@ class PullThrough:
         if fill.task.done() and not fill.headers_known.is_set():
             fill.task.result()  # raises the fetch's RegistryError
 
+    async def _claim_fill(
+        self, client: UpstreamClient, repository: str, path: str, digest: Digest
+    ) -> BlobFill | None:
+        """This process's fetch of `digest`, started if the cluster-wide claim is ours; None
+        while another process holds the claim, or once the blob landed meanwhile."""
+        key = str(digest)
+        async with self._claiming:
+            fill = self._fills.get(key)
+            if fill is not None:
+                return fill
+            if not await self.claims.claim(key):
+                return None
+            # Won just after another process stored the blob and let its claim go: no fetch.
+            if await self._local_blob(repository, digest) is not None:
+                await self.claims.release(key)
+                return None
+            return self._start_fill(client, repository, path, digest)
+
+    async def _fetched_elsewhere(self, repository: str, digest: Digest) -> None:
+        """Wait while another process holds the fetch of `digest`: until the blob is in the
+        store here, or the claim is gone (the fetch failed, or its owner died and the claim
+        expired: then this process may take it over)."""
+        while await self.claims.held_elsewhere(str(digest)):
+            if await self._local_blob(repository, digest) is not None:
+                return
+            await asyncio.sleep(_ELSEWHERE_POLL_SECONDS)
+
     def _start_fill(
         self, client: UpstreamClient, repository: str, path: str, digest: Digest
     ) -> BlobFill:
         fill = BlobFill()
         key = str(digest)
         self._fills[key] = fill
-        fill.task = asyncio.create_task(self._fill(fill, client, repository, path, digest))
+        fill.task = asyncio.create_task(self._claimed_fill(fill, client, repository, path, digest))
 
         def done(task: asyncio.Task[None]) -> None:
             self._fills.pop(key, None)
@@ -262,6 +302,30 @@ class PullThrough:
 
         fill.task.add_done_callback(done)
         return fill
+
+    async def _claimed_fill(
+        self, fill: BlobFill, client: UpstreamClient, repository: str, path: str, digest: Digest
+    ) -> None:
+        """The fetch, under this process's claim: renewed while it runs, let go after."""
+        key = str(digest)
+        heartbeat = asyncio.create_task(self._heartbeat(key))
+        try:
+            await self._fill(fill, client, repository, path, digest)
+        finally:
+            heartbeat.cancel()
+            try:
+                await self.claims.release(key)
+            except Exception:
+                # The claim expires by itself; the fetch's own outcome is what callers hear.
+                log.exception("releasing the fetch claim on %s failed", key)
+
+    async def _heartbeat(self, key: str) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self.claims.renew(key)
+            except Exception:
+                log.exception("renewing the fetch claim on %s failed", key)
 
     async def _fill(
         self, fill: BlobFill, client: UpstreamClient, repository: str, path: str, digest: Digest

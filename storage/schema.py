@@ -319,4 +319,14 @@ MIGRATIONS: list[Migration] = [
             AND mr.child_digest = l.digest AND mr.child_is_manifest = 0)
         """,
     ),
+    # Cluster-wide claims on pull-through blob fetches (storage/fill_claims.py): one row per
+    # fetch in flight, naming its process, with the expiry its heartbeat pushes back.
+    """
+    CREATE TABLE blob_fill_claims (
+        digest TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX blob_fill_claims_expires_at ON blob_fill_claims (expires_at)
+    """,
 ]

@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,38 @@ async def test_concurrent_misses_for_one_blob_cause_one_upstream_fetch(
 
     assert all(body == layer for body in bodies)
     assert await wait_for_log(upstream, "GET", f"/blobs/{digest_of(layer)}") == 1
+
+
+async def test_a_fetch_claim_whose_owner_died_is_taken_over(
+    make_cache: MakeCache, upstream: ReferenceRegistry, upstream_client: Any
+) -> None:
+    layer = os.urandom(1 << 20)
+    await push_image(upstream_client, "claimed", "v1", [layer])
+    cache = await make_cache(hub(upstream))
+    manifest = await cache.get("/v2/hub/claimed/manifests/v1", headers={"Accept": OCI_MANIFEST})
+    assert manifest.status == 200
+    db = cache.server.app[DATABASE]
+    # Another replica claimed the blob's fetch: while the claim lives, this one only waits.
+    await db.execute(
+        "INSERT INTO blob_fill_claims (digest, owner, expires_at) VALUES (?, ?, ?)",
+        (digest_of(layer), "elsewhere:1:dead", time.time() + 3600),
+    )
+    pull = asyncio.ensure_future(cache.get(f"/v2/hub/claimed/blobs/{digest_of(layer)}"))
+    await asyncio.sleep(1.0)
+    assert not pull.done()
+    assert upstream_requests(upstream, "GET", f"/blobs/{digest_of(layer)}") == 0
+    # That replica was killed: no heartbeat pushes the claim back, and it runs out.
+    await db.execute("UPDATE blob_fill_claims SET expires_at = ?", (time.time() - 1,))
+
+    resp = await pull
+    assert resp.status == 200
+    assert await resp.read() == layer
+    assert await wait_for_log(upstream, "GET", f"/blobs/{digest_of(layer)}") == 1
+    for _ in range(100):  # let go once the fetch's task ends, just after the last byte
+        if not await db.fetchall("SELECT digest FROM blob_fill_claims"):
+            break
+        await asyncio.sleep(0.02)
+    assert await db.fetchall("SELECT digest FROM blob_fill_claims") == []
 
 
 async def test_a_range_request_on_a_miss_is_answered_once_the_blob_is_stored(
