@@ -22,8 +22,10 @@ from pydantic import ValidationError
 
 from beakerd.app import BLOB_BACKEND, DATABASE, SETTINGS, create_app, repository_owners
 from beakerd.settings import Settings
+from registry import proxy
 from registry.context import REGISTRY
 from registry.upstreams import Upstream
+from storage import fill_claims
 from storage.gc import GarbageCollector, GcPolicy
 from tests.backends.backend import Backend
 from tests.e2e.conftest import ReferenceRegistry, running_reference_registry
@@ -494,6 +496,43 @@ async def test_upstream_bytes_that_miss_the_digest_are_never_served_whole_nor_st
     again = await cache.get(f"/v2/liar/some/image/blobs/{wanted}")
     with pytest.raises(aiohttp.ClientPayloadError):
         await again.read()
+
+
+async def test_a_fetch_longer_than_its_claims_life_keeps_the_claim_by_heartbeat(
+    make_cache: MakeCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fill_claims, "CLAIM_SECONDS", 0.5)
+    monkeypatch.setattr(proxy, "HEARTBEAT_SECONDS", 0.1)
+    content = os.urandom(2 << 20)
+    begun, go_on = asyncio.Event(), asyncio.Event()
+
+    async def blob(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(len(content))})
+        await response.prepare(request)
+        await response.write(content[: 1 << 20])
+        begun.set()
+        await go_on.wait()
+        await response.write(content[1 << 20 :])
+        return response
+
+    app = web.Application()
+    app.router.add_get("/v2/{name:.+}/blobs/{digest}", blob)
+    slow = TestServer(app, host="127.0.0.1")
+    await slow.start_server()
+    try:
+        cache = await make_cache({"name": "slow", "url": str(slow.make_url("")).rstrip("/")})
+        pull = asyncio.ensure_future(cache.get(f"/v2/slow/some/image/blobs/{digest_of(content)}"))
+        await begun.wait()
+        await asyncio.sleep(1.5)  # three times the claim's life
+        other = fill_claims.FillClaims(cache.server.app[DATABASE], "another:2:replica")
+        assert await other.held_elsewhere(digest_of(content))
+        assert not await other.claim(digest_of(content))
+        go_on.set()
+        resp = await pull
+        assert await resp.read() == content
+    finally:
+        go_on.set()
+        await slow.close()
 
 
 async def test_pulling_a_tag_keeps_its_manifest_from_ageing_out(
