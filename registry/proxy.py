@@ -50,7 +50,7 @@ from registry.upstream_client import (
 from registry.upstreams import Upstream, split_name
 from storage.blobstore import BlobUploads, DigestMismatch
 from storage.digests import Digest
-from storage.fill_claims import HEARTBEAT_SECONDS, FillClaims
+from storage.fill_claims import FillClaims
 from storage.pull_cache import PullCache
 from storage.repositories import ManifestRecord, Repositories
 
@@ -306,26 +306,8 @@ class PullThrough:
     async def _claimed_fill(
         self, fill: BlobFill, client: UpstreamClient, repository: str, path: str, digest: Digest
     ) -> None:
-        """The fetch, under this process's claim: renewed while it runs, let go after."""
-        key = str(digest)
-        heartbeat = asyncio.create_task(self._heartbeat(key))
-        try:
+        async with self.claims.held(str(digest)):
             await self._fill(fill, client, repository, path, digest)
-        finally:
-            heartbeat.cancel()
-            try:
-                await self.claims.release(key)
-            except Exception:
-                # The claim expires by itself; the fetch's own outcome is what callers hear.
-                log.exception("releasing the fetch claim on %s failed", key)
-
-    async def _heartbeat(self, key: str) -> None:
-        while True:
-            await asyncio.sleep(HEARTBEAT_SECONDS)
-            try:
-                await self.claims.renew(key)
-            except Exception:
-                log.exception("renewing the fetch claim on %s failed", key)
 
     async def _fill(
         self, fill: BlobFill, client: UpstreamClient, repository: str, path: str, digest: Digest

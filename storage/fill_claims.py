@@ -15,12 +15,18 @@ the primary key does: a second INSERT waits for the first to commit, then does n
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import os
 import socket
 import time
 import uuid
+from collections.abc import AsyncIterator
 
 from storage.database import Database
+
+log = logging.getLogger("beakerd.proxy")
 
 # How long a claim lives without a heartbeat: what a kill -9 costs the clients waiting on it.
 CLAIM_SECONDS = 15.0
@@ -58,6 +64,29 @@ class FillClaims:
             )
         return bool(rows) and rows[0][0] == self.owner
 
+    @contextlib.asynccontextmanager
+    async def held(self, digest: str) -> AsyncIterator[None]:
+        """Around the fetch of a claimed `digest`: the claim renewed while it runs, let go
+        after (the blob is in the store, or the next miss may try again)."""
+        heartbeat = asyncio.create_task(self._heartbeat(digest))
+        try:
+            yield
+        finally:
+            heartbeat.cancel()
+            try:
+                await self.release(digest)
+            except Exception:
+                # The claim runs out by itself; the fetch's own outcome is what callers hear.
+                log.exception("letting go of the fetch claim on %s failed", digest)
+
+    async def _heartbeat(self, digest: str) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            try:
+                await self.renew(digest)
+            except Exception:
+                log.exception("renewing the fetch claim on %s failed", digest)
+
     async def renew(self, digest: str) -> None:
         """The heartbeat of a running fetch."""
         await self.db.execute(
@@ -66,7 +95,7 @@ class FillClaims:
         )
 
     async def release(self, digest: str) -> None:
-        """The fetch is over: the blob is in the store, or the next miss may try again."""
+        """Let go of this process's claim on `digest`."""
         await self.db.execute(
             "DELETE FROM blob_fill_claims WHERE digest = ? AND owner = ?", (digest, self.owner)
         )

@@ -22,7 +22,6 @@ from pydantic import ValidationError
 
 from beakerd.app import BLOB_BACKEND, DATABASE, SETTINGS, create_app, repository_owners
 from beakerd.settings import Settings
-from registry import proxy
 from registry.context import REGISTRY
 from registry.upstreams import Upstream
 from storage import fill_claims
@@ -502,7 +501,7 @@ async def test_a_fetch_longer_than_its_claims_life_keeps_the_claim_by_heartbeat(
     make_cache: MakeCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(fill_claims, "CLAIM_SECONDS", 0.5)
-    monkeypatch.setattr(proxy, "HEARTBEAT_SECONDS", 0.1)
+    monkeypatch.setattr(fill_claims, "HEARTBEAT_SECONDS", 0.1)
     content = os.urandom(2 << 20)
     begun, go_on = asyncio.Event(), asyncio.Event()
 
