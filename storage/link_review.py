@@ -43,7 +43,10 @@ class LinkReview:
         self._claim = " FOR UPDATE OF q SKIP LOCKED" if db.dialect == "postgresql" else ""
 
     async def collect(self, cutoff: float, dry_run: bool, batch: int) -> int:
-        """Review every due link; returns how many were (or, dry, would be) deleted."""
+        """Review every due link; returns how many were (or, dry, would be) deleted. The notes
+        of links a refused push undid go once as old (storage/refused_pushes.py)."""
+        if not dry_run:
+            await self.db.execute("DELETE FROM refused_links WHERE created_at < ?", (cutoff,))
         after: tuple[float, int, str] = (-1.0, -1, "")
         deleted = 0
         while True:

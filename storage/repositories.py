@@ -134,6 +134,16 @@ class Repositories:
         )
         return int(row["size"]) if row else None
 
+    async def refused_blob_size(self, repository: str, digest: str) -> int | None:
+        """The size of a stored blob a refused push had linked into `repository` within the
+        grace period (storage/refused_pushes.py), None for any other."""
+        row = await self.db.fetchone(
+            "SELECT b.size FROM blobs b JOIN refused_links f ON f.digest = b.digest"
+            " JOIN repositories r ON r.id = f.repository_id WHERE r.name = ? AND b.digest = ?",
+            (repository, digest),
+        )
+        return int(row["size"]) if row else None
+
     async def repositories_with_blob(self, digest: str) -> list[str]:
         rows = await self.db.fetchall(
             "SELECT r.name FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id"

@@ -297,13 +297,21 @@ MIGRATIONS: list[Migration] = [
     CREATE INDEX pull_cache_used_at ON pull_cache (used_at)
     """,
     # A push its quota refused (storage/refused_pushes.py) marks its open upload sessions
-    # with the refusal's message. GC reviews blob links (storage/link_review.py): a link that no
-    # manifest of its repository references (a refused push's, left by a kill before it was
-    # undone) goes once older than the grace period. Existing dangling links are queued here.
+    # with the refusal's message and notes the links it undid. GC reviews blob links
+    # (storage/link_review.py): a link that no manifest of its repository references (a
+    # refused push's, left by a kill before it was undone) goes once older than the grace
+    # period. Existing dangling links are queued here.
     trigger_migration(
         _LINK_REVIEW_TRIGGERS,
         """
         ALTER TABLE uploads ADD COLUMN refused TEXT;
+        CREATE TABLE refused_links (
+            repository_id INTEGER NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+            digest TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (repository_id, digest)
+        ) WITHOUT ROWID;
+        CREATE INDEX refused_links_created_at ON refused_links (created_at);
 
         CREATE TABLE gc_link_review (
             repository_id INTEGER NOT NULL,

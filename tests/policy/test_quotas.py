@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
+from aiohttp import web
+
+from beakerd.app import BLOB_BACKEND, DATABASE, SETTINGS, repository_owners
 from metadata.accounts import create_account, set_quota
+from registry.context import REGISTRY
+from storage.gc import GarbageCollector, GcPolicy
 from tests.policy.conftest import Client, MakeClient, api_headers, database, repositories
 from tests.registry.helpers import (
     OCI_CONFIG,
@@ -24,6 +29,15 @@ async def _storage(client: Client) -> dict[str, object]:
     resp = await client.get("/api/v3/user/storage", headers=api_headers(client))
     assert resp.status == 200, await resp.text()
     return dict(await resp.json())
+
+
+def _collector(client: Client) -> GarbageCollector:
+    app: web.Application = client.server.app  # type: ignore[assignment]
+    db, settings, blobs = app[DATABASE], app[SETTINGS], app[BLOB_BACKEND]
+    return GarbageCollector(
+        db, blobs.root, GcPolicy(grace_seconds=0), app[REGISTRY].changed,
+        repository_owners(db, settings), blobs.reclaimer,
+    )  # fmt: skip
 
 
 def _account_bytes(metrics: str) -> str:
@@ -79,6 +93,10 @@ async def test_a_push_past_the_quota_keeps_none_of_its_layers(make_client: MakeC
     stored = repositories(client)
     assert await stored.linked_blob_size("tester/next", fresh) is None
     assert await stored.linked_blob_size("tester/next", shared) is None
+    # docker checks each layer with a HEAD once uploaded: one that finished just before the
+    # refusal still answers (so docker reports the quota, not "unknown blob"); GET does not.
+    assert (await client.head(f"/v2/tester/next/blobs/{fresh}")).status == 200
+    assert (await client.get(f"/v2/tester/next/blobs/{fresh}")).status == 404
     # What a manifest references stays: the first image, whole.
     assert await stored.linked_blob_size("tester/app", shared) == len(LAYER)
     assert (await client.get("/v2/tester/app/manifests/v1")).status == 200
@@ -88,6 +106,11 @@ async def test_a_push_past_the_quota_keeps_none_of_its_layers(make_client: MakeC
     assert resp.status == 403
     assert await error_code(resp) == "DENIED"
     assert (await resp.json())["errors"][0]["message"] == message
+    assert await _storage(client) == before
+    # GC takes the blobs the refused push left, and with them what still answered HEAD.
+    await _collector(client).collect()
+    assert (await client.head(f"/v2/tester/next/blobs/{fresh}")).status == 404
+    assert (await client.get("/v2/tester/app/manifests/v1")).status == 200
     assert await _storage(client) == before
 
 
