@@ -30,6 +30,7 @@ from registry.tokens import TOKENS, TokenIssuer, server_key
 from registry.upstreams import PullThroughOwners
 from storage.blobstore.backend import BlobBackend, open_blob_store
 from storage.database import Database, open_database
+from storage.fill_claims import FillClaims, process_owner
 from storage.gc import GarbageCollector, GcPolicy, run_periodically
 from storage.generation import open_generation
 from storage.orphans import RepositoryOwners
@@ -210,6 +211,7 @@ async def _pull_through(app: web.Application) -> AsyncIterator[None]:
             settings.upstreams,
             session,
             PullCache(app[DATABASE]),
+            FillClaims(app[DATABASE], process_owner()),
             ctx.repositories,
             ctx.uploads,
             ctx.manifest,

@@ -13,6 +13,7 @@ from storage.blobstore import BlobReader, BlobUploads
 from storage.generation import Generation
 from storage.policies import TagImmutable
 from storage.quotas import QuotaExceeded
+from storage.refused_pushes import PushRefused
 from storage.repositories import (
     ManifestRecord,
     Repositories,
@@ -85,8 +86,8 @@ class RegistryContext:
 
 
 # What the transaction that writes may refuse, whatever the handler checked before.
-WriteRefusal = RepositoryFrozen | RepositoryUnknown | QuotaExceeded | TagImmutable
-WRITE_REFUSALS = (RepositoryFrozen, RepositoryUnknown, QuotaExceeded, TagImmutable)
+WriteRefusal = RepositoryFrozen | RepositoryUnknown | QuotaExceeded | PushRefused | TagImmutable
+WRITE_REFUSALS = (RepositoryFrozen, RepositoryUnknown, QuotaExceeded, PushRefused, TagImmutable)
 
 
 def write_refused(error: WriteRefusal) -> RegistryError:
@@ -101,6 +102,8 @@ def write_refused(error: WriteRefusal) -> RegistryError:
             str(error),
             detail={"account": error.account, "used": error.used, "limit": error.limit},
         )
+    if isinstance(error, PushRefused):
+        return RegistryError(ErrorCode.DENIED, str(error))
     if isinstance(error, TagImmutable):
         return RegistryError(
             ErrorCode.DENIED,

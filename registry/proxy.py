@@ -6,10 +6,12 @@ the upstream on a miss, stored and served.
   the cached manifest is served all the same, with a `Warning` header and a log line.
 - Only what clients ask for is fetched: an index is stored without its platforms' manifests,
   a manifest without its blobs, each fetched when a client asks for it.
-- One fetch per object however many clients miss it at once (per process: each worker process,
-  or replica, may fetch an object once; the store keeps one copy whatever the count, since the
-  upload path deduplicates by digest). The fetch runs in a task of its own, so a client that
-  goes away does not abort it for the others.
+- One fetch per object however many clients miss it at once. For a blob, across every process
+  on the database (registry/blob_fetches.py: a claim in the database, kept alive by a
+  heartbeat; other processes wait for the blob to land in the store; a dead owner's claim is
+  taken over). A manifest (small) is fetched once per process (the store keeps one copy
+  whatever the count). The fetch runs in a task of its own, so a client that goes away does
+  not abort it for the others.
 - A blob is written through the blob store's upload path (`BlobUploads.ingest`, on files or
   S3: hashed, verified against its digest, published, then its row), so it becomes visible only
   whole and correct. The client whose miss started the fetch, and any that arrive before the
@@ -33,20 +35,22 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from registry.blob_fill import BlobFill, BlobStream, teed
+from registry.blob_fetches import BlobFetches
+from registry.blob_fill import BlobStream
 from registry.errors import ErrorCode, RegistryError
 from registry.manifests import MANIFEST_TYPES, MAX_MANIFEST_BYTES, parse_manifest
 from registry.names import is_digest_like, is_tag, parse_digest
 from registry.upstream_client import (
     UpstreamClient,
-    UpstreamDenied,
     UpstreamError,
     UpstreamNotFound,
     UpstreamUnavailable,
 )
+from registry.upstream_errors import bad_upstream, pull_scope, unavailable, upstream_failure
 from registry.upstreams import Upstream, split_name
-from storage.blobstore import BlobUploads, DigestMismatch
+from storage.blobstore import BlobUploads
 from storage.digests import Digest
+from storage.fill_claims import FillClaims
 from storage.pull_cache import PullCache
 from storage.repositories import ManifestRecord, Repositories
 
@@ -72,6 +76,7 @@ class PullThrough:
         upstreams: Sequence[Upstream],
         session: aiohttp.ClientSession,
         cache: PullCache,
+        claims: FillClaims,
         repositories: Repositories,
         uploads: BlobUploads,
         manifest_of: Callable[[str, str], Awaitable[ManifestRecord | None]],
@@ -79,11 +84,12 @@ class PullThrough:
         self.upstreams = list(upstreams)
         self.clients = {u.name: UpstreamClient(u, session) for u in upstreams}
         self.cache = cache
+        self.claims = claims
         self.repositories = repositories
         self.uploads = uploads
         self.manifest_of = manifest_of
         self._flights: dict[tuple[str, ...], asyncio.Task[CachedManifest | None]] = {}
-        self._fills: dict[str, BlobFill] = {}
+        self.fetches = BlobFetches(claims, uploads, self._local_blob)
         self._touched: dict[tuple[str, str], float] = {}
 
     def covers(self, repository: str) -> bool:
@@ -137,7 +143,7 @@ class PullThrough:
         try:
             if record is not None:
                 response = await client.request(
-                    "HEAD", f"{path}/manifests/{tag}", _scope(path), {"Accept": _ACCEPT}
+                    "HEAD", f"{path}/manifests/{tag}", pull_scope(path), {"Accept": _ACCEPT}
                 )
                 upstream_digest = response.headers.get("Docker-Content-Digest")
                 response.release()
@@ -147,7 +153,7 @@ class PullThrough:
             return await self._fetch_manifest(client, repository, path, tag, tag)
         except UpstreamUnavailable as e:
             if record is None:
-                raise _unavailable(ErrorCode.MANIFEST_UNKNOWN, client, e) from None
+                raise unavailable(ErrorCode.MANIFEST_UNKNOWN, client, e) from None
             log.warning(
                 "serving %s:%s from the cache, possibly stale: upstream %s is unavailable (%s)",
                 repository, tag, client.name, e,
@@ -159,7 +165,7 @@ class PullThrough:
     ) -> CachedManifest | None:
         try:
             response = await client.request(
-                "GET", f"{path}/manifests/{reference}", _scope(path), {"Accept": _ACCEPT}
+                "GET", f"{path}/manifests/{reference}", pull_scope(path), {"Accept": _ACCEPT}
             )
             try:
                 body = await response.content.read(MAX_MANIFEST_BYTES + 1)
@@ -169,19 +175,19 @@ class PullThrough:
         except UpstreamNotFound:
             return None
         except UpstreamError as e:
-            raise _upstream_failure(ErrorCode.MANIFEST_UNKNOWN, client, e) from None
+            raise upstream_failure(ErrorCode.MANIFEST_UNKNOWN, client, e) from None
         except (aiohttp.ClientError, TimeoutError) as e:
-            raise _unavailable(ErrorCode.MANIFEST_UNKNOWN, client, e) from None
+            raise unavailable(ErrorCode.MANIFEST_UNKNOWN, client, e) from None
         if len(body) > MAX_MANIFEST_BYTES:
-            raise _bad_upstream(client, f"manifest {reference} is over {MAX_MANIFEST_BYTES} bytes")
+            raise bad_upstream(client, f"manifest {reference} is over {MAX_MANIFEST_BYTES} bytes")
         try:
             parsed = parse_manifest(body, content_type)
         except RegistryError as e:
-            raise _bad_upstream(client, f"manifest {reference} is invalid: {e.message}") from None
+            raise bad_upstream(client, f"manifest {reference} is invalid: {e.message}") from None
         expected = parse_digest(reference) if tag is None else None
         digest = Digest.of(body, expected.algorithm if expected else "sha256")
         if expected is not None and digest != expected:
-            raise _bad_upstream(client, f"manifest {reference} hashes to {digest}")
+            raise bad_upstream(client, f"manifest {reference} hashes to {digest}")
         await self.cache.store_manifest(
             repository,
             parsed.stored(digest, body),
@@ -199,11 +205,11 @@ class PullThrough:
         if size is not None:
             return size
         try:
-            response = await client.request("HEAD", f"{path}/blobs/{digest}", _scope(path))
+            response = await client.request("HEAD", f"{path}/blobs/{digest}", pull_scope(path))
         except UpstreamNotFound:
             return None
         except UpstreamError as e:
-            raise _upstream_failure(ErrorCode.BLOB_UNKNOWN, client, e) from None
+            raise upstream_failure(ErrorCode.BLOB_UNKNOWN, client, e) from None
         response.release()
         return response.content_length
 
@@ -214,92 +220,13 @@ class PullThrough:
         Raises RegistryError BLOB_UNKNOWN when the upstream does not have it.
         """
         client, path = self._target(repository)
-        while True:
-            if await self._local_blob(repository, digest) is not None:
-                return None
-            fill = self._fills.get(str(digest))
-            if fill is None:
-                fill = self._start_fill(client, repository, path, digest)
-            joined = fill.join() if stream else None
-            if joined is not None:
-                await self._headers_or_failure(fill)
-                joined.size = fill.size
-                return joined
-            assert fill.task is not None
-            # Wait for the stored copy; a fetch for another repository may not have linked it
-            # here, so look again (and fetch for this one if need be).
-            await asyncio.shield(fill.task)
+        return await self.fetches.blob(client, repository, path, digest, stream=stream)
 
     async def _local_blob(self, repository: str, digest: Digest) -> int | None:
         size = await self.repositories.linked_blob_size(repository, str(digest))
         if size is None:
             size = await self.cache.link_referenced_blob(repository, str(digest))
         return size
-
-    async def _headers_or_failure(self, fill: BlobFill) -> None:
-        """Wait until the upstream answered (so the client's headers are known) or failed."""
-        assert fill.task is not None
-        headers = asyncio.ensure_future(fill.headers_known.wait())
-        try:
-            await asyncio.wait({headers, fill.task}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            headers.cancel()
-        if fill.task.done() and not fill.headers_known.is_set():
-            fill.task.result()  # raises the fetch's RegistryError
-
-    def _start_fill(
-        self, client: UpstreamClient, repository: str, path: str, digest: Digest
-    ) -> BlobFill:
-        fill = BlobFill()
-        key = str(digest)
-        self._fills[key] = fill
-        fill.task = asyncio.create_task(self._fill(fill, client, repository, path, digest))
-
-        def done(task: asyncio.Task[None]) -> None:
-            self._fills.pop(key, None)
-            if not task.cancelled():
-                task.exception()  # retrieved here: waiters may all have gone
-
-        fill.task.add_done_callback(done)
-        return fill
-
-    async def _fill(
-        self, fill: BlobFill, client: UpstreamClient, repository: str, path: str, digest: Digest
-    ) -> None:
-        try:
-            response = await client.request("GET", f"{path}/blobs/{digest}", _scope(path))
-        except UpstreamNotFound:
-            error = RegistryError(ErrorCode.BLOB_UNKNOWN, detail={"digest": str(digest)})
-            fill.end(error)
-            raise error from None
-        except UpstreamError as e:
-            error = _upstream_failure(ErrorCode.BLOB_UNKNOWN, client, e)
-            fill.end(error)
-            raise error from None
-        try:
-            fill.size = response.content_length
-            fill.headers_known.set()
-            size = await self.uploads.ingest(repository, digest, teed(response, digest, fill))
-            # The last chunk goes out once the blob is stored: a client that has the whole
-            # body can count on the cache holding it.
-            if fill.last is not None:
-                await fill.feed(fill.last)
-            fill.end(None)
-        except DigestMismatch as e:
-            error = _bad_upstream(client, f"blob {digest}: {e}", ErrorCode.BLOB_UNKNOWN)
-            fill.end(error)
-            raise error from None
-        except (aiohttp.ClientError, TimeoutError, UpstreamError) as e:
-            log.warning("fetching blob %s from upstream %s failed: %s", digest, client.name, e)
-            error = _unavailable(ErrorCode.BLOB_UNKNOWN, client, e)
-            fill.end(error)
-            raise error from None
-        except BaseException:
-            fill.end(ConnectionResetError(f"fetching blob {digest} failed"))
-            raise
-        finally:
-            response.release()
-        log.info("cached blob %s (%d bytes) from upstream %s", digest, size, client.name)
 
     # -- shared -----------------------------------------------------------------------------
 
@@ -339,35 +266,6 @@ class PullThrough:
                 "pull-through cache: %d entries unused for %gs aged out", removed, unused_seconds
             )
         return removed
-
-
-def _scope(path: str) -> str:
-    return f"repository:{path}:pull"
-
-
-def _unavailable(code: ErrorCode, client: UpstreamClient, error: BaseException) -> RegistryError:
-    return RegistryError(
-        code, f"upstream {client.name} is unavailable and nothing is cached: {error}", status=503
-    )
-
-
-def _bad_upstream(
-    client: UpstreamClient, message: str, code: ErrorCode = ErrorCode.MANIFEST_INVALID
-) -> RegistryError:
-    log.warning("upstream %s: %s", client.name, message)
-    return RegistryError(code, f"upstream {client.name}: {message}", status=502)
-
-
-def _upstream_failure(
-    code: ErrorCode, client: UpstreamClient, error: UpstreamError
-) -> RegistryError:
-    if isinstance(error, UpstreamUnavailable):
-        return _unavailable(code, client, error)
-    if isinstance(error, UpstreamDenied):
-        return RegistryError(
-            ErrorCode.DENIED, f"upstream {client.name} refused the cache's credentials", status=502
-        )
-    return RegistryError(code, f"upstream {client.name}: {error}", status=502)
 
 
 def refuse_write(pull_through: PullThrough | None, repository: str) -> None:

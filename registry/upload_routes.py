@@ -97,6 +97,15 @@ async def _session(request: web.Request, ctx: RegistryContext, name: str) -> Upl
     return upload
 
 
+async def _open_session(request: web.Request, ctx: RegistryContext, name: str) -> Upload:
+    """A session that still takes data: DENIED with the quota's message once its push was
+    refused (storage/refused_pushes.py), whichever of the push's layers the client reports."""
+    upload = await _session(request, ctx, name)
+    if upload.refused is not None:
+        raise RegistryError(ErrorCode.DENIED, upload.refused)
+    return upload
+
+
 def _chunk_start(request: web.Request, upload: Upload) -> int | None:
     """The start offset a Content-Range header claims, checked against the body length."""
     header = request.headers.get("Content-Range")
@@ -126,7 +135,7 @@ async def patch_upload(request: web.Request) -> web.Response:
     ctx = request.app[REGISTRY]
     name = check_name(request.match_info["name"])
     await require(request, name, PUSH)
-    upload = await _session(request, ctx, name)
+    upload = await _open_session(request, ctx, name)
     await ctx.ensure_writable(name, create=await access_of(request).may_create(name))
     start = _chunk_start(request, upload)
     try:
@@ -142,7 +151,7 @@ async def finish_upload(request: web.Request) -> web.Response:
     ctx = request.app[REGISTRY]
     name = check_name(request.match_info["name"])
     await require(request, name, PUSH)
-    upload = await _session(request, ctx, name)
+    upload = await _open_session(request, ctx, name)
     create = await access_of(request).may_create(name)
     await ctx.ensure_writable(name, create=create)
     if "digest" not in request.query:
@@ -167,7 +176,7 @@ async def upload_status(request: web.Request) -> web.Response:
     ctx = request.app[REGISTRY]
     name = check_name(request.match_info["name"])
     await require(request, name, PUSH)
-    upload = await _session(request, ctx, name)
+    upload = await _open_session(request, ctx, name)
     return web.Response(status=204, headers=_session_headers(name, upload))
 
 

@@ -3,7 +3,9 @@
 A blob is in R if it is linked to R. It is also *visible* in R (to HEAD, and to a manifest
 push, which then links it) if the caller may push to R and may read it in some other
 repository: docker then says "Layer already exists" across one's own repositories, and nobody
-learns of a blob they could not read. GET serves linked blobs only, as the spec asks.
+learns of a blob they could not read. So is a blob a push refused for its quota had linked into
+R, for the grace period (storage/refused_pushes.py). GET serves linked blobs only, as the spec
+asks.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ async def visible_blob_size(
         return size
     if not await access_of(request).allows(repository, PUSH):
         return None
+    size = await ctx.repositories.refused_blob_size(repository, digest)
+    if size is not None:
+        return size
     if await readable_elsewhere(request, ctx, digest):
         return await ctx.repositories.blob_size(digest)
     return None

@@ -12,6 +12,8 @@ what the store holds:
 - a repository is held by an account's namespace or a Beaker image (storage/orphans.py); one
   that neither holds (an orphan) goes, with its tags, manifests and links, once older than the
   grace period;
+- a blob's link into a repository is held by a manifest of that repository referencing the
+  blob, or by being made or refreshed within the grace period (storage/link_review.py);
 - a blob is held by any manifest that references it, or by being created or linked into a
   repository within the grace period. Links are refreshed each time a client pushes, mounts or
   references the blob, so a push in flight never loses a blob it was told exists;
@@ -49,6 +51,7 @@ from storage.blobstore import BlobReclaimer, InsideDelete
 from storage.blobstore.filesystem import FileReclaimer
 from storage.database import Database
 from storage.digests import Digest, InvalidDigest
+from storage.link_review import LinkReview
 from storage.orphans import RepositoryOwners, collect_orphans
 from storage.review import BlobPage, Review
 from storage.sizes import human_bytes
@@ -76,6 +79,7 @@ class GcReport:
     dry_run: bool = False
     manifests: int = 0
     repositories: int = 0
+    links: int = 0
     blobs: int = 0
     blob_bytes: int = 0
     uploads: int = 0
@@ -90,7 +94,12 @@ class GcReport:
     @property
     def removed_anything(self) -> bool:
         return bool(
-            self.manifests or self.repositories or self.blobs or self.uploads or self.orphan_files
+            self.manifests
+            or self.repositories
+            or self.links
+            or self.blobs
+            or self.uploads
+            or self.orphan_files
         )
 
     def summary(self) -> str:
@@ -98,6 +107,7 @@ class GcReport:
         return (
             f"gc: {verb} {self.blobs} blobs ({human_bytes(self.blob_bytes)}),"
             f" {self.manifests} manifests, {self.repositories} orphan repositories,"
+            f" {self.links} dangling links,"
             f" {self.uploads} upload sessions ({human_bytes(self.upload_bytes)}),"
             f" {self.orphan_files} orphan files;"
             f" {human_bytes(self.freed_bytes)} {'to free' if self.dry_run else 'freed'}"
@@ -137,6 +147,7 @@ class GarbageCollector:
         # counts as an orphan and no Beaker image pins a manifest.
         self.owners = owners
         self.review = Review(db, owners)
+        self.links = LinkReview(db)
 
     async def collect(self, dry_run: bool = False) -> GcReport:
         """One pass; raises GcBusy when another process is collecting."""
@@ -150,6 +161,7 @@ class GarbageCollector:
             if self.owners is not None:
                 await self._collect_repositories(self.owners, report, cutoff, dry_run)
             await self._collect_manifests(report, cutoff, dry_run)
+            report.links += await self.links.collect(cutoff, dry_run, _BATCH)
             await self._collect_blobs(report, cutoff, dry_run)
             await self._collect_uploads(report, now - self.policy.upload_expiry_seconds, dry_run)
         report.seconds = time.monotonic() - started

@@ -9,7 +9,11 @@ counts once.
 The check runs inside the transaction that links blobs (storage/repositories.py), before the
 links are written, and refuses only a write that adds bytes the account does not hold yet: a
 manifest over blobs already counted passes even above the quota, so lowering a quota never
-blocks re-tagging, and deletes are never refused. A refused write rolls back whole.
+blocks re-tagging, and deletes are never refused. A refused write rolls back whole, and so
+does the push it belongs to: the layers that push already linked into the repository (links no
+manifest there references) are unlinked, and the repository's open upload sessions refuse the
+rest with the same message, so the account's usage is back to what it was before the push
+(storage/refused_pushes.py; GC reclaims the bytes, and any dangling link a kill left behind).
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ from storage.database import Connection, Database, Row
 from storage.outbox import Outbox
 from storage.policies import Policies
 from storage.quotas import QuotaExceeded, Quotas
+from storage.refused_pushes import PushRefused, check_session, undo_refused_push
+
+log = logging.getLogger("beakerd.quotas")
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +134,16 @@ class Repositories:
         )
         return int(row["size"]) if row else None
 
+    async def refused_blob_size(self, repository: str, digest: str) -> int | None:
+        """The size of a stored blob a refused push had linked into `repository` within the
+        grace period (storage/refused_pushes.py), None for any other."""
+        row = await self.db.fetchone(
+            "SELECT b.size FROM blobs b JOIN refused_links f ON f.digest = b.digest"
+            " JOIN repositories r ON r.id = f.repository_id WHERE r.name = ? AND b.digest = ?",
+            (repository, digest),
+        )
+        return int(row["size"]) if row else None
+
     async def repositories_with_blob(self, digest: str) -> list[str]:
         rows = await self.db.fetchall(
             "SELECT r.name FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id"
@@ -139,38 +153,45 @@ class Repositories:
         return [row["name"] for row in rows]
 
     async def add_blob(
-        self, repository: str, digest: str, size: int, *, create: bool = True
+        self,
+        repository: str,
+        digest: str,
+        size: int,
+        *,
+        create: bool = True,
+        session: str | None = None,
     ) -> None:
-        """Record a blob now on disk and link it into `repository`.
+        """Record a blob now in the store and link it into `repository`.
 
         The blob's row is committed even when the repository refuses the link (frozen since the
-        upload began, gone, or its account out of quota): the file in place then has its row,
-        and GC collects it later.
+        upload began, gone, its account out of quota, or `session`, the upload that brought
+        it, refused with the rest of its push): the bytes in place then have their row, and GC
+        collects them later.
         """
         refusal: Exception | None = None
-        async with self.db.transaction() as conn:
-            now = time.time()
-            await conn.execute(
-                "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?)"
-                " ON CONFLICT (digest) DO NOTHING",
-                (digest, size, now),
-            )
-            try:
-                repo_id = await writable_repository(conn, repository, create=create)
-                await self._check_quota(conn, repository, [digest])
-            except (RepositoryFrozen, RepositoryUnknown) as e:
-                refusal = e
-            except QuotaExceeded as e:
-                refusal = e
-                await self.events.record(conn, "quota_exceeded", _quota_event(repository, e))
-            else:
-                await _link_blobs(conn, repo_id, [digest], now)
-        if refusal is not None:
-            raise refusal
+        async with self._quota_refusal(repository):
+            async with self.db.transaction() as conn:
+                now = time.time()
+                await conn.execute(
+                    "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (digest) DO NOTHING",
+                    (digest, size, now),
+                )
+                try:
+                    repo_id = await writable_repository(conn, repository, create=create)
+                    if session is not None:
+                        await check_session(conn, session)
+                    await self._check_quota(conn, repository, [digest])
+                except (RepositoryFrozen, RepositoryUnknown, PushRefused, QuotaExceeded) as e:
+                    refusal = e
+                else:
+                    await _link_blobs(conn, repo_id, [digest], now)
+            if refusal is not None:
+                raise refusal
 
     async def link_blob(self, repository: str, digest: str, *, create: bool = True) -> None:
         """Link a stored blob into `repository`; MissingBlobs if GC took it meanwhile."""
-        async with self._quota_reported(repository), self.db.transaction() as conn:
+        async with self._quota_refusal(repository), self.db.transaction() as conn:
             stored = await conn.execute_fetchall("SELECT 1 FROM blobs WHERE digest = ?", (digest,))
             if not stored:
                 raise MissingBlobs([digest])
@@ -195,7 +216,7 @@ class Repositories:
         self, repository: str, manifest: NewManifest, tag: str | None, *, create: bool = True
     ) -> None:
         """Store a manifest, link every blob it references, and point `tag` at it."""
-        async with self._quota_reported(repository), self.db.transaction() as conn:
+        async with self._quota_refusal(repository), self.db.transaction() as conn:
             now = time.time()
             # Checked inside the transaction that adds the references: garbage collection
             # deletes rows in a transaction too, so either it ran first (and the client hears
@@ -233,12 +254,19 @@ class Repositories:
             await self.quotas.check(conn, repository, digests)
 
     @contextlib.asynccontextmanager
-    async def _quota_reported(self, repository: str) -> AsyncIterator[None]:
-        """Queue a quota_exceeded event for a refusal, once its transaction has rolled back."""
+    async def _quota_refusal(self, repository: str) -> AsyncIterator[None]:
+        """Once a quota refusal's transaction has rolled back: undo the rest of its push
+        (storage/refused_pushes.py) and queue a quota_exceeded event, in one transaction."""
         try:
             yield
         except QuotaExceeded as e:
-            await self.events.record_alone("quota_exceeded", _quota_event(repository, e))
+            try:
+                async with self.db.transaction() as conn:
+                    await undo_refused_push(conn, repository, str(e))
+                    await self.events.record(conn, "quota_exceeded", _quota_event(repository, e))
+            except Exception:
+                # The client hears the refusal all the same; GC removes the links left.
+                log.exception("undoing the push refused in %s failed", repository)
             raise
 
     async def manifest(self, repository: str, digest: str) -> ManifestRecord | None:

@@ -11,6 +11,12 @@ _REVIEW_BLOB = (
     " WHEN excluded.review_after < gc_blob_review.review_after THEN excluded.review_after"
     " ELSE gc_blob_review.review_after END"
 )
+_REVIEW_LINK = (
+    "INSERT INTO gc_link_review (repository_id, digest, review_after) {}"
+    " ON CONFLICT (repository_id, digest) DO UPDATE SET review_after = CASE"
+    " WHEN excluded.review_after < gc_link_review.review_after THEN excluded.review_after"
+    " ELSE gc_link_review.review_after END"
+)
 _REVIEW_MANIFEST = (
     "INSERT INTO gc_manifest_review (repository_id, digest, review_after) {}"
     " ON CONFLICT (repository_id, digest) DO UPDATE SET review_after = CASE"
@@ -68,6 +74,20 @@ _REVIEW_TRIGGERS = [
         "gc_tag_moved", "UPDATE OF digest", "tags",
         [_REVIEW_MANIFEST.format("VALUES (OLD.repository_id, OLD.digest, 0)")],
         when="OLD.digest <> NEW.digest",
+    ),
+]  # fmt: skip
+
+# A link is queued when made and when a manifest of its repository stops referencing its blob
+# (storage/link_review.py).
+_LINK_REVIEW_TRIGGERS = [
+    Trigger(
+        "gc_link_made", "INSERT", "repository_blobs",
+        [_REVIEW_LINK.format("VALUES (NEW.repository_id, NEW.digest, NEW.created_at)")],
+    ),
+    Trigger(
+        "gc_link_unreferenced", "DELETE", "manifest_references",
+        [_REVIEW_LINK.format("VALUES (OLD.repository_id, OLD.child_digest, 0)")],
+        when="OLD.child_is_manifest = 0",
     ),
 ]  # fmt: skip
 
@@ -275,5 +295,46 @@ MIGRATIONS: list[Migration] = [
         PRIMARY KEY (repository_id, reference)
     ) WITHOUT ROWID;
     CREATE INDEX pull_cache_used_at ON pull_cache (used_at)
+    """,
+    # A push its quota refused (storage/refused_pushes.py) marks its open upload sessions
+    # with the refusal's message and notes the links it undid. GC reviews blob links
+    # (storage/link_review.py): a link that no manifest of its repository references (a
+    # refused push's, left by a kill before it was undone) goes once older than the grace
+    # period. Existing dangling links are queued here.
+    trigger_migration(
+        _LINK_REVIEW_TRIGGERS,
+        """
+        ALTER TABLE uploads ADD COLUMN refused TEXT;
+        CREATE TABLE refused_links (
+            repository_id INTEGER NOT NULL REFERENCES repositories (id) ON DELETE CASCADE,
+            digest TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (repository_id, digest)
+        ) WITHOUT ROWID;
+        CREATE INDEX refused_links_created_at ON refused_links (created_at);
+
+        CREATE TABLE gc_link_review (
+            repository_id INTEGER NOT NULL,
+            digest TEXT NOT NULL,
+            review_after REAL NOT NULL,
+            PRIMARY KEY (repository_id, digest)
+        ) WITHOUT ROWID;
+        CREATE INDEX gc_link_review_due ON gc_link_review (review_after, repository_id, digest);
+
+        INSERT INTO gc_link_review (repository_id, digest, review_after)
+        SELECT l.repository_id, l.digest, l.created_at FROM repository_blobs l WHERE NOT EXISTS
+            (SELECT 1 FROM manifest_references mr WHERE mr.repository_id = l.repository_id
+            AND mr.child_digest = l.digest AND mr.child_is_manifest = 0)
+        """,
+    ),
+    # Cluster-wide claims on pull-through blob fetches (storage/fill_claims.py): one row per
+    # fetch in flight, naming its process, with the expiry its heartbeat pushes back.
+    """
+    CREATE TABLE blob_fill_claims (
+        digest TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        expires_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX blob_fill_claims_expires_at ON blob_fill_claims (expires_at)
     """,
 ]

@@ -34,6 +34,7 @@ from storage.blobstore import (
 from storage.database import Database
 from storage.digests import Digest
 from storage.quotas import QuotaExceeded
+from storage.refused_pushes import PushRefused
 from storage.repositories import Repositories, RepositoryFrozen, RepositoryUnknown
 
 _REHASH_CHUNK = 8 << 20
@@ -132,7 +133,7 @@ class UploadSessions:
             raise UploadError("the upload's data is gone; start the upload again")
         try:
             await self.repositories.add_blob(
-                upload.repository, str(digest), upload.offset, create=create
+                upload.repository, str(digest), upload.offset, create=create, session=upload.id
             )
         finally:
             await self._forget(upload.id)
@@ -161,11 +162,12 @@ class UploadSessions:
         await asyncio.to_thread(_link_into_place, staged, target)
         try:
             await self.repositories.add_blob(
-                upload.repository, str(digest), upload.offset, create=create
+                upload.repository, str(digest), upload.offset, create=create, session=upload.id
             )
-        except (RepositoryFrozen, RepositoryUnknown, QuotaExceeded):
+        except (RepositoryFrozen, RepositoryUnknown, QuotaExceeded, PushRefused):
             # The repository was frozen (its image committed) or removed while the body was
-            # arriving, or the blob would take its account past its quota. The blob's row is
+            # arriving, or the blob would take its account past its quota, or another upload
+            # of the same push was refused for that (storage/refused_pushes.py). The blob's row is
             # committed all the same (see add_blob), so the file in place is accounted for and
             # GC collects it; the session is over.
             await asyncio.to_thread(_settle, staged, target)

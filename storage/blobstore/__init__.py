@@ -63,6 +63,9 @@ class Upload:
     offset: int
     # Set once the session began publishing its blob under this digest.
     digest: str | None = None
+    # Set when the quota refused the push the session is part of: the refusal's message
+    # (storage/refused_pushes.py).
+    refused: str | None = None
 
 
 _UPLOAD_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -73,10 +76,12 @@ async def find_upload(db: Database, repository: str, upload_id: str) -> Upload |
     if not _UPLOAD_ID_RE.fullmatch(upload_id):
         return None
     row = await db.fetchone(
-        'SELECT "offset", digest FROM uploads WHERE id = ? AND repository = ?',
+        'SELECT "offset", digest, refused FROM uploads WHERE id = ? AND repository = ?',
         (upload_id, repository),
     )
-    return Upload(upload_id, repository, int(row["offset"]), row["digest"]) if row else None
+    if row is None:
+        return None
+    return Upload(upload_id, repository, int(row["offset"]), row["digest"], row["refused"])
 
 
 class BlobReader(Protocol):

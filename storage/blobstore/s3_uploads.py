@@ -51,6 +51,7 @@ from storage.blobstore.s3client import ObjectMissing, S3Bucket
 from storage.database import Database
 from storage.digests import Digest
 from storage.quotas import QuotaExceeded
+from storage.refused_pushes import PushRefused
 from storage.repositories import Repositories, RepositoryFrozen, RepositoryUnknown
 from storage.sha256_state import HashStateError, ResumableSha256
 
@@ -374,8 +375,10 @@ class S3UploadSessions:
     ) -> None:
         """Commit the blob's row and link, then drop what the session staged."""
         try:
-            await self.repositories.add_blob(upload.repository, str(digest), size, create=create)
-        except (RepositoryFrozen, RepositoryUnknown, QuotaExceeded):
+            await self.repositories.add_blob(
+                upload.repository, str(digest), size, create=create, session=upload.id
+            )
+        except (RepositoryFrozen, RepositoryUnknown, QuotaExceeded, PushRefused):
             # The blob's row is committed all the same (see add_blob); the session is over.
             await self._drop(upload.id, staged)
             raise

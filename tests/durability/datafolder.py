@@ -114,7 +114,12 @@ async def fill(root: Path, loose_blobs: int) -> Contents:
         past = time.time() - LONG_AGO
         for table in ("blobs", "repository_blobs", "repositories", "manifests"):
             await db.execute(f"UPDATE {table} SET created_at = ?", (past,))
-        for queue in ("gc_blob_review", "gc_manifest_review", "gc_repository_review"):
+        for queue in (
+            "gc_blob_review",
+            "gc_manifest_review",
+            "gc_repository_review",
+            "gc_link_review",
+        ):
             await db.execute(f"UPDATE {queue} SET review_after = ?", (past,))
     finally:
         await db.close()

@@ -134,6 +134,41 @@ async def test_gc_keeps_index_children_referrers_and_beaker_image_pins(
     assert await client.get_manifest("tester/gc/multi", "v1") == index
 
 
+async def _links(server: Server, repository: str) -> set[str]:
+    rows = await server_sql(
+        server,
+        "SELECT l.digest FROM repository_blobs l JOIN repositories r ON r.id = l.repository_id"
+        " WHERE r.name = ?",
+        (repository,),
+    )
+    return {str(row[0]) for row in rows}
+
+
+async def test_gc_removes_dangling_links_after_grace_and_keeps_referenced_ones(
+    quiet_server: Server, http: aiohttp.ClientSession
+) -> None:
+    """A link no manifest of its repository references (a push abandoned or refused, its
+    undoing cut short by a kill) goes, even when a manifest elsewhere holds its blob."""
+    server = quiet_server
+    client = RegistryClient(server, http)
+    base = random_bytes(20_000)
+    held = make_image("tester/gc/held", "v1", [base])
+    await client.push_image(held)
+    own = make_image("tester/gc/half", "v1", [random_bytes(10_000)])
+    await client.push_image(own)
+    base_digest = await client.push_blob("tester/gc/half", base)  # never referenced there
+    linked = await _links(server, "tester/gc/half")
+
+    assert gc_json(server)["links"] == 0
+    report = gc_json(server, "--grace-seconds", "0")
+    assert (report["links"], report["blobs"]) == (1, 0)
+    assert await _links(server, "tester/gc/half") == linked - {base_digest}
+    assert base_digest in await _links(server, "tester/gc/held")
+    assert await client.pull_image("tester/gc/held", "v1") == []
+    assert await client.pull_image("tester/gc/half", "v1") == []
+    assert await fsck_in_process(server) == []
+
+
 async def test_gc_expires_idle_upload_sessions_with_their_files(
     quiet_server: Server, http: aiohttp.ClientSession
 ) -> None:

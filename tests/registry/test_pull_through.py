@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from beakerd.app import BLOB_BACKEND, DATABASE, SETTINGS, create_app, repository
 from beakerd.settings import Settings
 from registry.context import REGISTRY
 from registry.upstreams import Upstream
+from storage import fill_claims
 from storage.gc import GarbageCollector, GcPolicy
 from tests.backends.backend import Backend
 from tests.e2e.conftest import ReferenceRegistry, running_reference_registry
@@ -183,6 +185,38 @@ async def test_concurrent_misses_for_one_blob_cause_one_upstream_fetch(
 
     assert all(body == layer for body in bodies)
     assert await wait_for_log(upstream, "GET", f"/blobs/{digest_of(layer)}") == 1
+
+
+async def test_a_fetch_claim_whose_owner_died_is_taken_over(
+    make_cache: MakeCache, upstream: ReferenceRegistry, upstream_client: Any
+) -> None:
+    layer = os.urandom(1 << 20)
+    await push_image(upstream_client, "claimed", "v1", [layer])
+    cache = await make_cache(hub(upstream))
+    manifest = await cache.get("/v2/hub/claimed/manifests/v1", headers={"Accept": OCI_MANIFEST})
+    assert manifest.status == 200
+    db = cache.server.app[DATABASE]
+    # Another replica claimed the blob's fetch: while the claim lives, this one only waits.
+    await db.execute(
+        "INSERT INTO blob_fill_claims (digest, owner, expires_at) VALUES (?, ?, ?)",
+        (digest_of(layer), "elsewhere:1:dead", time.time() + 3600),
+    )
+    pull = asyncio.ensure_future(cache.get(f"/v2/hub/claimed/blobs/{digest_of(layer)}"))
+    await asyncio.sleep(1.0)
+    assert not pull.done()
+    assert upstream_requests(upstream, "GET", f"/blobs/{digest_of(layer)}") == 0
+    # That replica was killed: no heartbeat pushes the claim back, and it runs out.
+    await db.execute("UPDATE blob_fill_claims SET expires_at = ?", (time.time() - 1,))
+
+    resp = await pull
+    assert resp.status == 200
+    assert await resp.read() == layer
+    assert await wait_for_log(upstream, "GET", f"/blobs/{digest_of(layer)}") == 1
+    for _ in range(100):  # let go once the fetch's task ends, just after the last byte
+        if not await db.fetchall("SELECT digest FROM blob_fill_claims"):
+            break
+        await asyncio.sleep(0.02)
+    assert await db.fetchall("SELECT digest FROM blob_fill_claims") == []
 
 
 async def test_a_range_request_on_a_miss_is_answered_once_the_blob_is_stored(
@@ -461,6 +495,43 @@ async def test_upstream_bytes_that_miss_the_digest_are_never_served_whole_nor_st
     again = await cache.get(f"/v2/liar/some/image/blobs/{wanted}")
     with pytest.raises(aiohttp.ClientPayloadError):
         await again.read()
+
+
+async def test_a_fetch_longer_than_its_claims_life_keeps_the_claim_by_heartbeat(
+    make_cache: MakeCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fill_claims, "CLAIM_SECONDS", 0.5)
+    monkeypatch.setattr(fill_claims, "HEARTBEAT_SECONDS", 0.1)
+    content = os.urandom(2 << 20)
+    begun, go_on = asyncio.Event(), asyncio.Event()
+
+    async def blob(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(len(content))})
+        await response.prepare(request)
+        await response.write(content[: 1 << 20])
+        begun.set()
+        await go_on.wait()
+        await response.write(content[1 << 20 :])
+        return response
+
+    app = web.Application()
+    app.router.add_get("/v2/{name:.+}/blobs/{digest}", blob)
+    slow = TestServer(app, host="127.0.0.1")
+    await slow.start_server()
+    try:
+        cache = await make_cache({"name": "slow", "url": str(slow.make_url("")).rstrip("/")})
+        pull = asyncio.ensure_future(cache.get(f"/v2/slow/some/image/blobs/{digest_of(content)}"))
+        await begun.wait()
+        await asyncio.sleep(1.5)  # three times the claim's life
+        other = fill_claims.FillClaims(cache.server.app[DATABASE], "another:2:replica")
+        assert await other.held_elsewhere(digest_of(content))
+        assert not await other.claim(digest_of(content))
+        go_on.set()
+        resp = await pull
+        assert await resp.read() == content
+    finally:
+        go_on.set()
+        await slow.close()
 
 
 async def test_pulling_a_tag_keeps_its_manifest_from_ageing_out(
