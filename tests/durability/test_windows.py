@@ -97,11 +97,11 @@ async def test_a_push_publishing_while_gc_removes_the_old_copy_restores_its_own(
     original_add_blob = uploads.repositories.add_blob
 
     async def add_blob_while_gc_runs(
-        repository: str, text: str, size: int, *, create: bool = True
+        repository: str, text: str, size: int, *, create: bool = True, session: str | None = None
     ) -> None:
         # GC removes the file after the push linked (found) it but before its row commits.
         assert await BlobFiles(db, tmp_path).remove(digest) == len(data)
-        await original_add_blob(repository, text, size, create=create)
+        await original_add_blob(repository, text, size, create=create, session=session)
 
     uploads.repositories.add_blob = add_blob_while_gc_runs  # type: ignore[method-assign]
     await uploads.finish(upload, digest)
