@@ -139,21 +139,28 @@ class Repositories:
         return [row["name"] for row in rows]
 
     async def add_blob(
-        self, repository: str, digest: str, size: int, *, create: bool = True
+        self,
+        repository: str,
+        digest: str,
+        size: int,
+        *,
+        create: bool = True,
+        object_key: str | None = None,
     ) -> None:
         """Record a blob now on disk and link it into `repository`.
 
         The blob's row is committed even when the repository refuses the link (frozen since the
         upload began, gone, or its account out of quota): the file in place then has its row,
-        and GC collects it later.
+        and GC collects it later. `object_key` names the S3 object holding the blob when it is
+        not at its content address; a row already there keeps the object it names.
         """
         refusal: Exception | None = None
         async with self.db.transaction() as conn:
             now = time.time()
             await conn.execute(
-                "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?)"
+                "INSERT INTO blobs (digest, size, created_at, object_key) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (digest) DO NOTHING",
-                (digest, size, now),
+                (digest, size, now, object_key),
             )
             try:
                 repo_id = await writable_repository(conn, repository, create=create)
