@@ -1,6 +1,7 @@
 """Pulls from an S3 store: a presigned GET for the client to follow (a 307 redirect), or the
-object streamed through this process. Either way the client's `Range` is honoured: a presigned
-URL leaves the Range header unsigned, so S3 itself answers 206.
+object streamed through this process (relayed socket to socket when the store speaks plain
+http, registry/relay.py; else read in chunks). Either way the client's `Range` is honoured: a
+presigned URL leaves the Range header unsigned, so S3 itself answers 206.
 
 Nothing here asks S3 whether a blob exists before a pull: the database row is the index (HEAD
 answers from it, and names the object when it is not at the blob's content address), a
@@ -22,6 +23,8 @@ from storage.digests import Digest
 # As distribution's S3 driver: long enough for a slow client to start, short enough to leak
 # little if a URL is logged.
 PRESIGN_SECONDS = 20 * 60
+# A URL this process fetches at once, and never shows anyone.
+RELAY_SECONDS = 60
 
 
 class S3Blobs:
@@ -44,6 +47,11 @@ class S3Blobs:
         if not self.redirect:
             return None
         return await self.bucket.presign_get(await self._key(digest), PRESIGN_SECONDS)
+
+    async def relay_url(self, digest: Digest) -> str | None:
+        if not self.bucket.plain_http:
+            return None  # TLS: the bytes would have to be decrypted here anyway
+        return await self.bucket.presign_get(await self._key(digest), RELAY_SECONDS)
 
     async def read(self, digest: Digest, start: int, length: int) -> AsyncIterator[bytes]:
         try:
