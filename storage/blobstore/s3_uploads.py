@@ -431,25 +431,17 @@ class S3UploadSessions:
         placed: str | None = None,
     ) -> None:
         """Commit the blob's row (naming `placed`, the session's completed object, if any) and
-        link, then drop what the session staged: `placed` too, unless the row names it."""
+        link, then drop what the session staged (`placed` too, if an earlier row names another
+        object)."""
         try:
             await self.repositories.add_blob(
                 upload.repository, str(digest), size, create=create, object_key=placed
             )
         except (RepositoryFrozen, RepositoryUnknown, QuotaExceeded):
             # The blob's row is committed all the same (see add_blob); the session is over.
-            await self._drop(upload.id, staged, await self._kept(digest, placed))
+            await self._drop(upload.id, staged)
             raise
-        await self._drop(upload.id, staged, await self._kept(digest, placed))
-
-    async def _kept(self, digest: Digest, placed: str | None) -> str | None:
-        """`placed` if the blob's row names it; None when an earlier row names another object."""
-        if placed is None:
-            return None
-        row = await self.db.fetchone(
-            "SELECT object_key FROM blobs WHERE digest = ?", (str(digest),)
-        )
-        return placed if row is not None and row["object_key"] == placed else None
+        await self._drop(upload.id, staged)
 
     # -- ending -------------------------------------------------------------------------------
 
@@ -478,21 +470,27 @@ class S3UploadSessions:
             object_key=row["object_key"],
         )
 
-    async def _drop(self, upload_id: str, state: _State | None, kept: str | None = None) -> None:
-        """The staged objects of `state` (None: nothing staged) but `kept` (the blob's object
-        now), then the row remembering them."""
+    async def _drop(self, upload_id: str, state: _State | None) -> None:
+        """The staged objects of `state` (None: nothing staged), then the row remembering them.
+        The object the session completed at its own key stays if a blob row names it: this
+        session published it, perhaps in a request cut short before it could say so."""
         if state is not None:
             multipart = self._multipart_key(upload_id, state)
             if state.multipart_id is not None:
                 await self._abort_quietly(multipart, state.multipart_id)
             stale = [self.keys.upload_data(upload_id)]
-            if multipart != kept and multipart not in stale:
+            if multipart not in stale and not await self._named(multipart):
                 stale.append(multipart)
             if state.tail:
                 stale.append(self.keys.upload_tail(upload_id, state.offset))
             await self._delete_quietly(stale)
         await self.db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
         self._locks.pop(upload_id, None)
+
+    async def _named(self, key: str) -> bool:
+        return (
+            await self.db.fetchone("SELECT 1 FROM blobs WHERE object_key = ?", (key,)) is not None
+        )
 
     def _multipart_key(self, upload_id: str, state: _State) -> str:
         return state.object_key or self.keys.upload_data(upload_id)

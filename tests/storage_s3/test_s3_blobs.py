@@ -12,7 +12,7 @@ import pytest
 
 from beakerd.app import BLOB_BACKEND, DATABASE
 from registry.relay import NotRelayable
-from storage.blobstore.s3_uploads import PART_MIN
+from storage.blobstore.s3_uploads import PART_MIN, S3UploadSessions
 from storage.blobstore.s3client import S3Bucket
 from storage.digests import Digest
 from storage.gc import GarbageCollector, GcPolicy
@@ -177,6 +177,28 @@ async def test_chunked_push_is_completed_where_its_parts_went_never_copied(
     assert await blob_objects(s3_client) == [(key, size)]
     prefix = client_prefix(s3_client)
     assert [u async for u in bucket_of(s3_client).list_multipart(prefix)] == []
+
+
+async def test_a_session_cancelled_after_its_blob_was_published_keeps_the_blob(
+    s3_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(6 * MiB)
+    start = await s3_client.post("/v2/tester/cut/blobs/uploads/")
+    location = start.headers["Location"]
+    assert (await s3_client.patch(location, data=data)).status == 202
+    drop = S3UploadSessions._drop
+
+    async def killed(self: S3UploadSessions, upload_id: str, state: Any) -> None:
+        raise RuntimeError("killed after the blob's row committed")
+
+    monkeypatch.setattr(S3UploadSessions, "_drop", killed)
+    cut = await s3_client.put(location, params={"digest": digest_of(data)})
+    assert cut.status == 500
+    monkeypatch.setattr(S3UploadSessions, "_drop", drop)
+    # The client gives up on the session rather than retry the PUT.
+    assert (await s3_client.delete(location)).status == 204
+    get = await s3_client.get(f"/v2/tester/cut/blobs/{digest_of(data)}", allow_redirects=False)
+    assert await follow(get) == (200, data)
 
 
 async def test_chunks_landing_on_another_replica_continue_without_reading_parts_back(
