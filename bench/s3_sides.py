@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -121,22 +121,27 @@ def cluster_side(workdir: Path, store: SeaweedFS, postgres: PostgresServer | Non
                 "tests/backends/cluster.py (replicas behind nginx) is not merged yet"
             ) from error
         env = {
-            **store.environment(),
-            "BEAKERD_BLOB_STORE": f"s3://{CLUSTER_BUCKET}",
             BEAKERD_REDIRECT_VARIABLE: "true" if redirect else "false",
             # The bench's repositories are under its account's namespace, as for one beakerd.
             "BEAKERD_BOOTSTRAP_ACCOUNT": BEAKERD_ACCOUNT,
         }
+        # The cluster's own `--blob-store` names the bucket (a fresh prefix in it): without
+        # `s3`, the replicas would share a folder and SeaweedFS would see nothing.
+        bucket = replace(store, bucket=CLUSTER_BUCKET)
         stack = contextlib.ExitStack()
         folder = workdir / ("redirect" if redirect else "stream")
         try:
-            cluster = stack.enter_context(running_cluster(folder, postgres, REPLICAS, env))
+            cluster = stack.enter_context(
+                running_cluster(folder, postgres, REPLICAS, env, s3=bucket)
+            )
         except BaseException:
             stack.close()
             raise
         return ClusterServer(cluster, stack, postgres_pid(postgres))
 
-    label = f"s3://{CLUSTER_BUCKET}, {REPLICAS} replicas on PostgreSQL, nginx in front"
+    label = (
+        f"s3://{CLUSTER_BUCKET}/cluster-<fresh>, {REPLICAS} replicas on PostgreSQL, nginx in front"
+    )
     return Side("beakerd x3", start, CLUSTER_BUCKET, label, keeps_data=False)
 
 

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tests.backends.seaweedfs import SeaweedFS
 
-# A 1 GiB blob can take twice its size while a push completes (the staged upload, then the
-# copy at its content address); SeaweedFS wants volumes to spare beyond that.
+# A 1 GiB blob can take twice its size while a push completes (the reference's staged upload,
+# then its copy at its content address); SeaweedFS wants volumes to spare beyond that.
 ROOM_PER_BLOB = 3
 
 
@@ -62,19 +62,27 @@ class BucketAdmin:
 
     def delete_blob(self, bucket: str, digest: str) -> int:
         """Delete every object whose key holds `digest`'s hex (its data, the reference's link
-        files); returns how many. The registry is not told: the bench never asks for it again."""
+        files), and every object beakerd completed at its session's key (`blobs/by-upload/`,
+        named only by its row) but the newest; returns how many. The registry is not told: the
+        bench never asks for those again (it pulls the newest push only)."""
         hex_ = digest.partition(":")[2]
-        keys = [key for key in self._keys(bucket) if hex_ in key]
+        objects = self._objects(bucket)
+        by_upload = sorted(
+            (item for item in objects if "/by-upload/" in item["Key"]),
+            key=lambda item: item["LastModified"],
+        )[:-1]
+        keys = [item["Key"] for item in objects if hex_ in item["Key"]]
+        keys += [item["Key"] for item in by_upload]
         for start in range(0, len(keys), 1000):
             batch = [{"Key": key} for key in keys[start : start + 1000]]
             self._client.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
         return len(keys)
 
-    def _keys(self, bucket: str) -> list[str]:
-        keys: list[str] = []
+    def _objects(self, bucket: str) -> list[dict[str, Any]]:
+        objects: list[dict[str, Any]] = []
         for page in self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-            keys.extend(item["Key"] for item in page.get("Contents", []))
-        return keys
+            objects.extend(page.get("Contents", []))
+        return objects
 
     def compact(self) -> None:
         """Ask the master to vacuum every volume with any garbage: deleted bytes stay on disk

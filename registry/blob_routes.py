@@ -23,6 +23,7 @@ from registry.blob_fill import BlobStream
 from registry.context import REGISTRY
 from registry.errors import ErrorCode, RegistryError
 from registry.names import check_name, parse_digest
+from registry.relay import NotRelayable, relay, relayable
 from registry.visibility import visible_blob_size
 from storage.blobs import identity_of
 from storage.blobstore import BlobMissing, BlobReader
@@ -94,21 +95,37 @@ async def get_blob(request: web.Request) -> web.StreamResponse:
 async def _streamed(
     request: web.Request, blobs: BlobReader, digest: Digest, size: int, headers: dict[str, str]
 ) -> web.StreamResponse:
-    """The blob read from the store and passed on, the next chunk read while one is sent."""
+    """The blob read from the store and passed on: relayed socket to socket where it can be,
+    else in chunks."""
     try:
         wanted = byte_range(request, size)
     except ValueError:
         return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{size}"})
     start, count = wanted if wanted is not None else (0, size)
+
+    def answer() -> web.StreamResponse:
+        response = web.StreamResponse(status=206 if wanted is not None else 200, headers=headers)
+        if wanted is not None:
+            response.headers["Content-Range"] = f"bytes {start}-{start + count - 1}/{size}"
+        response.content_length = count
+        return response
+
+    url = await blobs.relay_url(digest) if count and relayable(request) else None
+    if url is not None:
+        response = answer()
+        try:
+            await relay(request, response, url, start, count)
+            return response
+        except BlobMissing:
+            raise _blob_unknown(str(digest)) from None
+        except NotRelayable as e:
+            log.info("blob %s streamed in chunks, not relayed: %s", digest, e)
     chunks = aiter(blobs.read(digest, start, count))
     try:
         first = await anext(chunks, b"")
     except BlobMissing:
         raise _blob_unknown(str(digest)) from None
-    response = web.StreamResponse(status=206 if wanted is not None else 200, headers=headers)
-    if wanted is not None:
-        response.headers["Content-Range"] = f"bytes {start}-{start + count - 1}/{size}"
-    response.content_length = count
+    response = answer()
     await response.prepare(request)
     sent = len(first)
     if first:

@@ -68,6 +68,9 @@ class BlobStore:
     async def redirect_url(self, digest: Digest) -> str | None:
         return None
 
+    async def relay_url(self, digest: Digest) -> str | None:
+        return None
+
     async def read(self, digest: Digest, start: int, length: int) -> AsyncIterator[bytes]:
         try:
             f = await asyncio.to_thread(self.path(digest).open, "rb")

@@ -160,22 +160,24 @@ class Repositories:
         *,
         create: bool = True,
         session: str | None = None,
+        object_key: str | None = None,
     ) -> None:
         """Record a blob now in the store and link it into `repository`.
 
         The blob's row is committed even when the repository refuses the link (frozen since the
         upload began, gone, its account out of quota, or `session`, the upload that brought
         it, refused with the rest of its push): the bytes in place then have their row, and GC
-        collects them later.
+        collects them later. `object_key` names the S3 object holding the blob when it is not
+        at its content address; a row already there keeps the object it names.
         """
         refusal: Exception | None = None
         async with self._quota_refusal(repository):
             async with self.db.transaction() as conn:
                 now = time.time()
                 await conn.execute(
-                    "INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?)"
+                    "INSERT INTO blobs (digest, size, created_at, object_key) VALUES (?, ?, ?, ?)"
                     " ON CONFLICT (digest) DO NOTHING",
-                    (digest, size, now),
+                    (digest, size, now, object_key),
                 )
                 try:
                     repo_id = await writable_repository(conn, repository, create=create)

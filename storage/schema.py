@@ -337,4 +337,15 @@ MIGRATIONS: list[Migration] = [
     ) WITHOUT ROWID;
     CREATE INDEX blob_fill_claims_expires_at ON blob_fill_claims (expires_at)
     """,
+    # Chunked S3 uploads complete their multipart upload where it was made, at a key of the
+    # session (storage/blobstore/s3_uploads.py), instead of copying every byte again to the
+    # content address: the blob's row names that object (NULL: its content address), and a
+    # session names where its multipart upload lives (NULL: `uploads/<id>/data`, as made by
+    # sessions begun before this). The index serves fsck's question "which row names this
+    # object?".
+    """
+    ALTER TABLE blobs ADD COLUMN object_key TEXT;
+    ALTER TABLE uploads ADD COLUMN object_key TEXT;
+    CREATE INDEX blobs_object_key ON blobs (object_key)
+    """,
 ]

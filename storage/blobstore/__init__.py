@@ -102,6 +102,11 @@ class BlobReader(Protocol):
         """A URL the client may fetch the blob from itself (Range included), or None."""
         ...
 
+    async def relay_url(self, digest: Digest) -> str | None:
+        """A plain-http URL whose GET answers the blob's bytes (Range included) with no more
+        credentials, for the server to relay socket to socket (registry/relay.py); or None."""
+        ...
+
     def read(self, digest: Digest, start: int, length: int) -> AsyncIterator[bytes]:
         """`length` bytes from `start`, in chunks; BlobMissing before the first if absent."""
         ...

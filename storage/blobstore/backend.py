@@ -99,7 +99,7 @@ async def open_blob_store(
     async with S3Bucket.open(location.bucket, s3_endpoint) as bucket:
         keys = Keys(location.prefix)
         yield BlobBackend(
-            reader=S3Blobs(bucket, keys, redirect),
+            reader=S3Blobs(db, bucket, keys, redirect),
             uploads=S3UploadSessions(db, bucket, keys, repositories),
             reclaimer=S3Reclaimer(db, bucket, keys),
             root=lock_root,

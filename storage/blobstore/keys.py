@@ -1,6 +1,9 @@
 """Every key of an S3 store, in one place; the same layout as the data folder's.
 
 <prefix>blobs/<algorithm>/<first two hex digits>/<hex>   a blob, stored once by digest
+<prefix>blobs/by-upload/<id>                             a blob completed where its session's
+                                                         multipart upload was made (its row
+                                                         names the key)
 <prefix>uploads/<id>/data                                a session's multipart upload
 <prefix>uploads/<id>/tail-<offset>                       its bytes not yet in a part,
                                                          ending at acknowledged <offset>
@@ -30,6 +33,15 @@ class Keys:
         except InvalidDigest:
             return None
         return digest if digest.hex[:2] == prefix and key == self.blob(digest) else None
+
+    def by_upload(self, upload_id: str) -> str:
+        """Where a session makes its multipart upload, and so where its blob stays."""
+        return f"{self.blobs}by-upload/{upload_id}"
+
+    def by_upload_id_of(self, key: str) -> str | None:
+        """The session a `by_upload` key was made by; None for any other key."""
+        upload_id = key.removeprefix(f"{self.blobs}by-upload/")
+        return upload_id if upload_id != key and "/" not in upload_id else None
 
     def upload_folder(self, upload_id: str) -> str:
         return f"{self.uploads}{upload_id}/"

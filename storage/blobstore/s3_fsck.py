@@ -11,6 +11,8 @@ Here, with the same finding kinds:
   than the grace period or named by an upload session (a publish in flight); else adopts it
   when a manifest references it and its bytes hash to its name (this does read it), and
   otherwise deletes it, re-checking in a transaction that no row or session appeared.
+- orphan-file, too: an object a session completed at its own key (`blobs/by-upload/<id>`) that
+  no row names. A repair deletes it once older than the grace period and its session is gone.
 - stray-file: an object under `blobs/` not named like a blob: moved to `lost+found/`.
 - expired-upload, upload-file-without-row: sessions idle past the expiry, and multipart uploads
   or staged objects that no session row names; a repair removes them as GC does.
@@ -60,7 +62,8 @@ class S3Fsck(Fsck):
         last = ""
         while True:
             rows = await self.db.fetchall(
-                "SELECT digest, size FROM blobs WHERE digest > ? ORDER BY digest LIMIT ?",
+                "SELECT digest, size, object_key FROM blobs WHERE digest > ?"
+                " ORDER BY digest LIMIT ?",
                 (last, _PAGE),
             )
             if not rows:
@@ -69,6 +72,11 @@ class S3Fsck(Fsck):
             wanted: dict[str, tuple[str, int]] = {}
             for row in rows:
                 text = str(row["digest"])
+                if row["object_key"]:
+                    # Not in the span of content addresses: looked up on its own.
+                    stored = await self.bucket.head(str(row["object_key"]))
+                    await self._check_object(text, int(row["size"]), stored)
+                    continue
                 try:
                     wanted[self.keys.blob(Digest.parse(text))] = (text, int(row["size"]))
                 except InvalidDigest:
@@ -85,19 +93,21 @@ class S3Fsck(Fsck):
             if item.key in wanted:
                 found[item.key] = item
         for key, (text, size) in wanted.items():
-            stored = found.get(key)
-            if stored is None:
-                await self._missing_file(text)
-                continue
-            self.report.blobs_checked += 1
-            if stored.size == size:
-                continue
-            finding = self.report.add(
-                "corrupt", text, f"object has {stored.size} bytes, the row says {size}"
-            )
-            if self.repair:
-                finding.repair = f"moved to {await self._set_aside(stored, 'corrupt')}"
-                await self._missing_file(text, report=False)
+            await self._check_object(text, size, found.get(key))
+
+    async def _check_object(self, text: str, size: int, stored: ObjectInfo | None) -> None:
+        if stored is None:
+            await self._missing_file(text)
+            return
+        self.report.blobs_checked += 1
+        if stored.size == size:
+            return
+        finding = self.report.add(
+            "corrupt", text, f"object has {stored.size} bytes, the row says {size}"
+        )
+        if self.repair:
+            finding.repair = f"moved to {await self._set_aside(stored, 'corrupt')}"
+            await self._missing_file(text, report=False)
 
     async def _check_files(self) -> None:
         """Objects under blobs/ against rows, a page at a time."""
@@ -112,14 +122,18 @@ class S3Fsck(Fsck):
 
     async def _check_page(self, page: list[ObjectInfo]) -> None:
         by_digest: dict[str, ObjectInfo] = {}
+        by_upload: dict[str, ObjectInfo] = {}
         for item in page:
             digest = self.keys.digest_of(item.key)
-            if digest is None:
+            if self.keys.by_upload_id_of(item.key) is not None:
+                by_upload[item.key] = item
+            elif digest is None:
                 finding = self.report.add("stray-file", item.key, "not named like a blob")
                 if self.repair:
                     finding.repair = f"moved to {await self._set_aside(item, 'stray')}"
             else:
                 by_digest[str(digest)] = item
+        await self._check_by_upload(by_upload)
         if not by_digest:
             return
         marks = ",".join("?" * len(by_digest))
@@ -130,6 +144,35 @@ class S3Fsck(Fsck):
         for text, item in by_digest.items():
             if text not in rowed:
                 await self._orphan_object(Digest.parse(text), item)
+
+    async def _check_by_upload(self, objects: dict[str, ObjectInfo]) -> None:
+        """Objects sessions completed at their own keys: each a blob's, if a row names it."""
+        if not objects:
+            return
+        marks = ",".join("?" * len(objects))
+        rows = await self.db.fetchall(
+            f"SELECT object_key FROM blobs WHERE object_key IN ({marks})", list(objects)
+        )
+        named = {str(row["object_key"]) for row in rows}
+        for key, item in objects.items():
+            if key in named:
+                continue
+            finding = self.report.add("orphan-file", key, "object no blob row names")
+            if not self.repair:
+                continue
+            upload_id = self.keys.by_upload_id_of(key)
+            session = await self.db.fetchone("SELECT 1 FROM uploads WHERE id = ?", (upload_id,))
+            if session is not None or time.time() - item.modified < self.grace_seconds:
+                finding.detail += "; may be a publish in flight, left alone"
+                finding.repair = "skipped (in flight)"
+                continue
+            async with self.db.transaction() as conn:
+                held = await conn.execute_fetchall(
+                    "SELECT 1 FROM blobs WHERE object_key = ?", (key,)
+                )
+                if not list(held):
+                    await self.bucket.delete([key])
+            finding.repair = "kept (a row names it now)" if list(held) else "deleted"
 
     async def _orphan_object(self, digest: Digest, item: ObjectInfo) -> None:
         finding = self.report.add("orphan-file", str(digest), f"object without a row ({item.key})")
@@ -182,7 +225,8 @@ class S3Fsck(Fsck):
     async def _check_uploads(self) -> None:
         expired = time.time() - self.upload_expiry_seconds
         rows = await self.db.fetchall(
-            "SELECT id, digest, multipart_id FROM uploads WHERE updated_at < ?", (expired,)
+            "SELECT id, digest, multipart_id, object_key FROM uploads WHERE updated_at < ?",
+            (expired,),
         )
         for row in rows:
             finding = self.report.add(
@@ -190,7 +234,7 @@ class S3Fsck(Fsck):
             )
             if self.repair:
                 left = await self.reclaimer.end_session(
-                    str(row["id"]), row["multipart_id"], row["digest"], expired
+                    str(row["id"]), row["multipart_id"], row["digest"], expired, row["object_key"]
                 )
                 finding.repair = "session deleted" + (
                     ", and the blob object it left without a row" if left else ""

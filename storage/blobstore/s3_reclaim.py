@@ -13,7 +13,9 @@ delete of a missing key succeeds), fsck reports it meanwhile.
 
 Expired sessions: their multipart upload is aborted and their staged objects deleted before the
 row goes; a blob object the session put in place without committing its row goes too, unless a
-row or another session holds that digest. Multipart uploads and objects under `uploads/` that no
+row or another session holds that digest, and so does the object it completed at its own key
+(`blobs/by-upload/<id>`) unless a blob row names it. A blob row naming such an object is
+deleted with its object, like any other. Multipart uploads and objects under `uploads/` that no
 row names (a kill inside a request) are removed once older than the expiry.
 """
 
@@ -51,7 +53,19 @@ class S3Reclaimer:
                     f"SELECT digest FROM uploads WHERE digest IN ({marks})", dead
                 )
             }
-            keys = {self.keys.blob(Digest.parse(d)): d for d in dead if d not in publishing}
+            named = {
+                str(row[0]): str(row[1])
+                for row in await conn.execute_fetchall(
+                    f"SELECT digest, object_key FROM blobs WHERE digest IN ({marks})"
+                    " AND object_key IS NOT NULL",
+                    dead,
+                )
+            }
+            keys = {
+                named.get(d) or self.keys.blob(Digest.parse(d)): d
+                for d in dead
+                if d not in publishing
+            }
             return {keys[key] for key in await self.bucket.delete(list(keys))}
 
         gone = await delete_rows(inside)
@@ -61,7 +75,8 @@ class S3Reclaimer:
     async def expire_uploads(self, expired: float, dry_run: bool) -> Expired:
         result = Expired()
         rows = await self.db.fetchall(
-            'SELECT id, digest, multipart_id, "offset" FROM uploads WHERE updated_at < ?',
+            'SELECT id, digest, multipart_id, "offset", object_key FROM uploads'
+            " WHERE updated_at < ?",
             (expired,),
         )
         for row in rows:
@@ -69,7 +84,7 @@ class S3Reclaimer:
             result.bytes += int(row["offset"])
             if not dry_run:
                 result.orphan_files += await self.end_session(
-                    str(row["id"]), row["multipart_id"], row["digest"], expired
+                    str(row["id"]), row["multipart_id"], row["digest"], expired, row["object_key"]
                 )
         orphans = await self.orphans(expired, dry_run)
         result.uploads += orphans.uploads
@@ -77,19 +92,30 @@ class S3Reclaimer:
         return result
 
     async def end_session(
-        self, upload_id: str, multipart_id: str | None, digest: str | None, idle_since: float
+        self,
+        upload_id: str,
+        multipart_id: str | None,
+        digest: str | None,
+        idle_since: float,
+        object_key: str | None,
     ) -> int:
-        """Remove an idle session, its staged data first; 1 if it left a blob object behind."""
+        """Remove an idle session, its staged data first; 1 if it left a blob object behind.
+
+        `object_key` is where the session made its multipart upload (None: under uploads/):
+        completed there, it is a blob's object once a row names it, else the session's leftover.
+        """
         if multipart_id:
-            await self.bucket.abort(self.keys.upload_data(upload_id), multipart_id)
+            await self.bucket.abort(object_key or self.keys.upload_data(upload_id), multipart_id)
         staged = [o.key async for o in self.bucket.list_objects(self.keys.upload_folder(upload_id))]
         if staged:
             await self.bucket.delete(staged)
         left = 0
         async with self.db.transaction() as conn:
+            if object_key:
+                left += await self._unnamed_object(conn, object_key)
             if digest:
                 with contextlib.suppress(InvalidDigest):
-                    left = await self._unrowed_object(conn, upload_id, Digest.parse(digest))
+                    left += await self._unrowed_object(conn, upload_id, Digest.parse(digest))
             await conn.execute(
                 "DELETE FROM uploads WHERE id = ? AND updated_at < ?", (upload_id, idle_since)
             )
@@ -104,6 +130,14 @@ class S3Reclaimer:
         )
         key = self.keys.blob(digest)
         if list(held) or await self.bucket.head(key) is None:
+            return 0
+        await self.bucket.delete([key])
+        return 1
+
+    async def _unnamed_object(self, conn: Connection, key: str) -> int:
+        """Delete a session's completed object if no blob row names it."""
+        named = await conn.execute_fetchall("SELECT 1 FROM blobs WHERE object_key = ?", (key,))
+        if list(named) or await self.bucket.head(key) is None:
             return 0
         await self.bucket.delete([key])
         return 1

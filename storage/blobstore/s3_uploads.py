@@ -21,13 +21,20 @@ offset to the new one (compare-and-set), then the old tail is deleted. A kill be
 moves leaves parts the row does not list (overwritten by the next chunk's, or dropped when the
 upload completes with the listed parts only) and a tail no row names (deleted with the session).
 
-Publishing never downloads the blob: the digest is checked against the saved state; the session
-row then records the digest, the multipart upload is completed under `uploads/<id>/data` and
-copied server-side to `blobs/<alg>/<xx>/<hex>`, the blob's row is committed, and only then
-are the staged objects and the session row deleted. A whole body whose digest is known first
-(a monolithic PUT, or a session's first and only chunk) goes straight to its content address,
-as a single PUT when small, else as a multipart upload there, completed only once the bytes
-verify. While a session names a digest, garbage collection leaves that blob alone
+Publishing never downloads the blob, nor copies it: the multipart upload is made at
+`blobs/by-upload/<id>` (a key the session row records), completed there, the digest checked
+against the saved state, and the session row records the digest; the blob's row is then
+committed naming that object, and only then are the staged objects and the session row deleted.
+Copying the blob to `blobs/<alg>/<xx>/<hex>` would make the S3 server write every byte twice
+(on SeaweedFS, a third of a chunked push's time). When the digest has a row
+already, the row keeps the object it names and the session's is deleted: one object per digest.
+A session begun before sessions recorded their key has its multipart upload at
+`uploads/<id>/data`, and is completed there and copied to its content address, as it was then.
+
+A whole body whose digest is known first (a monolithic PUT, or a session's first and only
+chunk) goes straight to its content address, as a single PUT when small, else as a multipart
+upload there, completed only once the bytes verify; so does a session of under 5 MiB (its tail
+copied there). While a session names a digest, garbage collection leaves that blob alone
 (storage/blobstore/s3_reclaim.py), so a blob put in place is never deleted before its row.
 
 Digests other than sha256 (sha512) are verified by reading the staged object back: the saved
@@ -58,6 +65,8 @@ from storage.sha256_state import HashStateError, ResumableSha256
 PART_MIN = 5 << 20
 _PART = 8 << 20
 _PARTS_PER_STEP = 1000
+# Parts sent at once by one request (each held in memory until it lands).
+IN_FLIGHT = 3
 
 
 def part_size(number: int) -> int:
@@ -73,15 +82,39 @@ class _State:
     parts: list[tuple[int, str, int]]  # number, ETag, size
     tail: int
     hash_state: bytes
+    object_key: str | None  # where the multipart upload is made; None: uploads/<id>/data
 
     @property
     def parts_size(self) -> int:
         return sum(size for _, _, size in self.parts)
 
 
+class _Pieces:
+    """Bytes gathered for the next part: joined once when taken, where a bytearray grown
+    chunk by chunk and then copied out moved every byte two or three times."""
+
+    def __init__(self) -> None:
+        self._pieces: list[bytes] = []
+        self.size = 0
+
+    def add(self, data: bytes) -> None:
+        self._pieces.append(data)
+        self.size += len(data)
+
+    def take(self) -> bytes:
+        data = b"".join(self._pieces)
+        self._pieces, self.size = [], 0
+        return data
+
+
 class _PartSender:
-    """Sends parts one at a time while the caller reads the next; the multipart upload is made
-    when the first part is due."""
+    """Sends parts while the caller reads the next, up to IN_FLIGHT at once; the multipart
+    upload is made when the first part is due.
+
+    Several parts in flight keep the S3 server busy on every core it has: one part at a time
+    left it waiting on this process between parts, and the last part of a request was sent
+    only after the one before it had landed.
+    """
 
     def __init__(self, bucket: S3Bucket, key: str, upload_id: str | None, numbered: int) -> None:
         self.bucket = bucket
@@ -89,32 +122,36 @@ class _PartSender:
         self.upload_id = upload_id
         self.sent: list[tuple[int, str, int]] = []
         self._next = numbered + 1
-        self._pending: asyncio.Task[tuple[int, str, int]] | None = None
+        self._pending: list[asyncio.Task[tuple[int, str, int]]] = []
 
     @property
     def next_size(self) -> int:
         return part_size(self._next)
 
     async def send(self, data: bytes) -> None:
-        await self.drain()
+        while len(self._pending) >= IN_FLIGHT:
+            self.sent.append(await self._pending.pop(0))
         if self.upload_id is None:
             self.upload_id = await self.bucket.create_multipart(self.key)
-        self._pending = asyncio.create_task(self._send(self.upload_id, self._next, data))
+        self._pending.append(asyncio.create_task(self._send(self.upload_id, self._next, data)))
         self._next += 1
 
     async def _send(self, upload_id: str, number: int, data: bytes) -> tuple[int, str, int]:
         return number, await self.bucket.upload_part(self.key, upload_id, number, data), len(data)
 
     async def drain(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            self.sent.append(await pending)
+        """Wait for every part in flight; the first failure is raised once all have ended."""
+        pending, self._pending = self._pending, []
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            self.sent.append(result)
 
     async def close(self) -> None:
-        """After a failure: wait for the part in flight, whatever became of it."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            await asyncio.gather(pending, return_exceptions=True)
+        """After a failure: wait for the parts in flight, whatever became of them."""
+        pending, self._pending = self._pending, []
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 class S3UploadSessions:
@@ -133,8 +170,15 @@ class S3UploadSessions:
         now = time.time()
         await self.db.execute(
             'INSERT INTO uploads (id, repository, "offset", created_at, updated_at, parts, tail,'
-            " hash_state) VALUES (?, ?, 0, ?, ?, '[]', 0, ?)",
-            (upload.id, repository, now, now, ResumableSha256().save()),
+            " hash_state, object_key) VALUES (?, ?, 0, ?, ?, '[]', 0, ?, ?)",
+            (
+                upload.id,
+                repository,
+                now,
+                now,
+                ResumableSha256().save(),
+                self.keys.by_upload(upload.id),
+            ),
         )
         return upload
 
@@ -197,36 +241,35 @@ class S3UploadSessions:
             hasher = ResumableSha256.load(state.hash_state)
         except HashStateError:
             raise UploadError("the upload's saved state is unreadable; start again") from None
-        buffer = bytearray()
+        buffer = _Pieces()
         old_tail = self.keys.upload_tail(upload.id, state.offset) if state.tail else None
         if old_tail is not None:
             try:
-                buffer += await self.bucket.get_bytes(old_tail)
+                buffer.add(await self.bucket.get_bytes(old_tail))
             except ObjectMissing:
                 raise UploadError("the upload's data is gone; start the upload again") from None
-            if len(buffer) != state.tail:
+            if buffer.size != state.tail:
                 raise UploadError("the upload's data is damaged; start the upload again")
         sender = _PartSender(
-            self.bucket, self.keys.upload_data(upload.id), state.multipart_id, len(state.parts)
+            self.bucket, self._multipart_key(upload.id, state), state.multipart_id, len(state.parts)
         )
         offset = state.offset
         try:
             async for data in chunks:
                 await asyncio.to_thread(hasher.update, data)
-                buffer += data
+                buffer.add(data)
                 offset += len(data)
-                if len(buffer) >= sender.next_size:
-                    await sender.send(bytes(buffer))
-                    buffer.clear()
-            if len(buffer) >= PART_MIN:
-                await sender.send(bytes(buffer))
-                buffer.clear()
+                if buffer.size >= sender.next_size:
+                    await sender.send(buffer.take())
+            if buffer.size >= PART_MIN:
+                await sender.send(buffer.take())
             await sender.drain()
         finally:
             await sender.close()
-        new_tail = self.keys.upload_tail(upload.id, offset) if buffer else None
+        tail = buffer.take()
+        new_tail = self.keys.upload_tail(upload.id, offset) if tail else None
         if new_tail is not None and new_tail != old_tail:
-            await self.bucket.put(new_tail, bytes(buffer))
+            await self.bucket.put(new_tail, tail)
         changed = await self.db.execute(
             'UPDATE uploads SET "offset" = ?, multipart_id = ?, parts = ?, tail = ?,'
             ' hash_state = ?, updated_at = ? WHERE id = ? AND "offset" = ?',
@@ -234,7 +277,7 @@ class S3UploadSessions:
                 offset,
                 sender.upload_id,
                 json.dumps([list(part) for part in state.parts + sender.sent]),
-                len(buffer),
+                len(tail),
                 hasher.save(),
                 time.time(),
                 upload.id,
@@ -260,24 +303,23 @@ class S3UploadSessions:
         target = self.keys.blob(digest)
         hasher = digest.hasher()
         sender = _PartSender(self.bucket, target, None, 0)
-        buffer = bytearray()
+        buffer = _Pieces()
         size = 0
         try:
             async for data in chunks:
                 await asyncio.to_thread(hasher.update, data)
-                buffer += data
+                buffer.add(data)
                 size += len(data)
-                if len(buffer) >= sender.next_size:
-                    await sender.send(bytes(buffer))
-                    buffer.clear()
+                if buffer.size >= sender.next_size:
+                    await sender.send(buffer.take())
             actual = hasher.hexdigest()
             if actual != digest.hex:
                 raise DigestMismatch(digest, f"{digest.algorithm}:{actual}")
             if sender.upload_id is None:
-                await self.bucket.put(target, bytes(buffer))
+                await self.bucket.put(target, buffer.take())
             else:
-                if buffer:
-                    await sender.send(bytes(buffer))
+                if buffer.size:
+                    await sender.send(buffer.take())
                 await sender.drain()
                 await self.bucket.complete(
                     target, sender.upload_id, [(n, etag) for n, etag, _ in sender.sent]
@@ -303,6 +345,11 @@ class S3UploadSessions:
             await self._drop(upload.id, state)
             raise DigestMismatch(digest, f"{digest.algorithm}:{actual}")
         await self._mark(upload.id, digest)
+        # Completed: nothing left to abort, only the staged objects to delete.
+        done = replace(state, multipart_id=None)
+        if staged is not None and staged == state.object_key:
+            await self._commit(upload, digest, state.offset, create, done, placed=staged)
+            return state.offset
         target = self.keys.blob(digest)
         try:
             if staged is None:
@@ -312,8 +359,7 @@ class S3UploadSessions:
         except ObjectMissing:
             await self._drop(upload.id, state)
             raise UploadError("the upload's data is gone; start the upload again") from None
-        # Completed: nothing left to abort, only the staged objects to delete.
-        await self._commit(upload, digest, state.offset, create, replace(state, multipart_id=None))
+        await self._commit(upload, digest, state.offset, create, done)
         return state.offset
 
     async def _assemble(self, upload_id: str, state: _State) -> str | None:
@@ -321,7 +367,7 @@ class S3UploadSessions:
         tail = self.keys.upload_tail(upload_id, state.offset)
         if state.multipart_id is None:
             return tail if state.tail else None
-        data = self.keys.upload_data(upload_id)
+        data = self._multipart_key(upload_id, state)
         parts = [(number, etag) for number, etag, _ in state.parts]
         try:
             if state.tail:
@@ -350,6 +396,12 @@ class S3UploadSessions:
         """Finish a session whose blob was put in place before a crash cut the request short:
         the digest is recorded only once the bytes verified, so an object of the right size
         at the content address is this session's blob."""
+        if state.object_key is not None:
+            placed = await self.bucket.head(state.object_key)
+            if placed is not None and placed.size == state.offset:
+                done = replace(state, multipart_id=None)
+                await self._commit(upload, digest, state.offset, create, done, state.object_key)
+                return True
         placed = await self.bucket.head(self.keys.blob(digest))
         if placed is None or placed.size != state.offset:
             return False
@@ -371,12 +423,25 @@ class S3UploadSessions:
             )
 
     async def _commit(
-        self, upload: Upload, digest: Digest, size: int, create: bool, staged: _State | None
+        self,
+        upload: Upload,
+        digest: Digest,
+        size: int,
+        create: bool,
+        staged: _State | None,
+        placed: str | None = None,
     ) -> None:
-        """Commit the blob's row and link, then drop what the session staged."""
+        """Commit the blob's row (naming `placed`, the session's completed object, if any) and
+        link, then drop what the session staged (`placed` too, if an earlier row names another
+        object)."""
         try:
             await self.repositories.add_blob(
-                upload.repository, str(digest), size, create=create, session=upload.id
+                upload.repository,
+                str(digest),
+                size,
+                create=create,
+                session=upload.id,
+                object_key=placed,
             )
         except (RepositoryFrozen, RepositoryUnknown, QuotaExceeded, PushRefused):
             # The blob's row is committed all the same (see add_blob); the session is over.
@@ -392,8 +457,8 @@ class S3UploadSessions:
     async def _load(self, upload: Upload) -> _State:
         """The session's row as it is now: another replica may have taken a chunk since."""
         row = await self.db.fetchone(
-            'SELECT "offset", digest, multipart_id, parts, tail, hash_state FROM uploads'
-            " WHERE id = ? AND repository = ?",
+            'SELECT "offset", digest, multipart_id, parts, tail, hash_state, object_key'
+            " FROM uploads WHERE id = ? AND repository = ?",
             (upload.id, upload.repository),
         )
         if row is None:
@@ -408,19 +473,33 @@ class S3UploadSessions:
             parts=[(int(n), str(e), int(s)) for n, e, s in json.loads(row["parts"])],
             tail=int(row["tail"] or 0),
             hash_state=bytes(row["hash_state"]),
+            object_key=row["object_key"],
         )
 
     async def _drop(self, upload_id: str, state: _State | None) -> None:
-        """The staged objects of `state` (None: nothing staged), then the row remembering them."""
+        """The staged objects of `state` (None: nothing staged), then the row remembering them.
+        The object the session completed at its own key stays if a blob row names it: this
+        session published it, perhaps in a request cut short before it could say so."""
         if state is not None:
+            multipart = self._multipart_key(upload_id, state)
             if state.multipart_id is not None:
-                await self._abort_quietly(self.keys.upload_data(upload_id), state.multipart_id)
+                await self._abort_quietly(multipart, state.multipart_id)
             stale = [self.keys.upload_data(upload_id)]
+            if multipart not in stale and not await self._named(multipart):
+                stale.append(multipart)
             if state.tail:
                 stale.append(self.keys.upload_tail(upload_id, state.offset))
             await self._delete_quietly(stale)
         await self.db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
         self._locks.pop(upload_id, None)
+
+    async def _named(self, key: str) -> bool:
+        return (
+            await self.db.fetchone("SELECT 1 FROM blobs WHERE object_key = ?", (key,)) is not None
+        )
+
+    def _multipart_key(self, upload_id: str, state: _State) -> str:
+        return state.object_key or self.keys.upload_data(upload_id)
 
     async def _delete_quietly(self, keys: list[str]) -> None:
         # What stays behind is under uploads/ without a row: GC deletes it once expired.

@@ -54,9 +54,11 @@ def _missing(error: ClientError) -> bool:
 
 
 class S3Bucket:
-    def __init__(self, client: Any, bucket: str) -> None:
+    def __init__(self, client: Any, bucket: str, plain_http: bool = False) -> None:
         self._client = client
         self.bucket = bucket
+        # Whether presigned URLs are plain http, so that their bytes may be relayed unread.
+        self.plain_http = plain_http
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -82,7 +84,7 @@ class S3Bucket:
             verify=False if plain_http else None,
             config=config,
         ) as client:
-            yield cls(client, bucket)
+            yield cls(client, bucket, plain_http)
 
     async def ping(self) -> None:
         try:

@@ -11,7 +11,8 @@ import aiohttp
 import pytest
 
 from beakerd.app import BLOB_BACKEND, DATABASE
-from storage.blobstore.s3_uploads import PART_MIN
+from registry.relay import NotRelayable
+from storage.blobstore.s3_uploads import PART_MIN, S3UploadSessions
 from storage.blobstore.s3client import S3Bucket
 from storage.digests import Digest
 from storage.gc import GarbageCollector, GcPolicy
@@ -141,6 +142,65 @@ async def test_chunked_push_below_and_above_the_part_minimum_pulls_back_whole(
     assert [u async for u in bucket_of(s3_client).list_multipart(prefix)] == []
 
 
+async def blob_objects(client: Client) -> list[tuple[str, int]]:
+    keys = client.app[BLOB_BACKEND].keys
+    assert keys is not None
+    return [(o.key, o.size) async for o in bucket_of(client).list_objects(keys.blobs)]
+
+
+async def test_chunked_push_is_completed_where_its_parts_went_never_copied(
+    s3_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    copied: list[str] = []
+    copy = S3Bucket.copy
+
+    async def spy_copy(self: S3Bucket, source: str, target: str, size: int) -> None:
+        copied.append(source)
+        await copy(self, source, target, size)
+
+    monkeypatch.setattr(S3Bucket, "copy", spy_copy)
+    chunks = [os.urandom(6 * MiB), os.urandom(3 * MiB)]
+    data = b"".join(chunks)
+    digest = await chunked_push(s3_client, "tester/inplace", chunks)
+    assert copied == []
+    [(key, size)] = await blob_objects(s3_client)
+    assert "/by-upload/" in key and size == len(data)
+    for redirect in (True, False):
+        s3_client.app[BLOB_BACKEND].reader.redirect = redirect  # type: ignore[attr-defined]
+        get = await s3_client.get(f"/v2/tester/inplace/blobs/{digest}", allow_redirects=False)
+        if redirect:
+            assert await follow(get) == (200, data)
+        else:
+            assert get.status == 200 and await get.read() == data
+    # The same blob pushed again in chunks: the row keeps its object, the new one goes.
+    assert await chunked_push(s3_client, "tester/again", chunks) == digest
+    assert await blob_objects(s3_client) == [(key, size)]
+    prefix = client_prefix(s3_client)
+    assert [u async for u in bucket_of(s3_client).list_multipart(prefix)] == []
+
+
+async def test_a_session_cancelled_after_its_blob_was_published_keeps_the_blob(
+    s3_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(6 * MiB)
+    start = await s3_client.post("/v2/tester/cut/blobs/uploads/")
+    location = start.headers["Location"]
+    assert (await s3_client.patch(location, data=data)).status == 202
+    drop = S3UploadSessions._drop
+
+    async def killed(self: S3UploadSessions, upload_id: str, state: Any) -> None:
+        raise RuntimeError("killed after the blob's row committed")
+
+    monkeypatch.setattr(S3UploadSessions, "_drop", killed)
+    cut = await s3_client.put(location, params={"digest": digest_of(data)})
+    assert cut.status == 500
+    monkeypatch.setattr(S3UploadSessions, "_drop", drop)
+    # The client gives up on the session rather than retry the PUT.
+    assert (await s3_client.delete(location)).status == 204
+    get = await s3_client.get(f"/v2/tester/cut/blobs/{digest_of(data)}", allow_redirects=False)
+    assert await follow(get) == (200, data)
+
+
 async def test_chunks_landing_on_another_replica_continue_without_reading_parts_back(
     replica: Replica, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -206,6 +266,37 @@ async def test_range_is_served_by_the_redirect_and_by_the_stream(replica: Replic
         assert head.headers["Content-Length"] == str(len(data))
 
 
+async def test_streamed_pull_is_relayed_socket_to_socket_and_falls_back_to_chunks(
+    replica: Replica, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read: list[str] = []
+    ranged = S3Bucket.read
+
+    def spy_read(self: S3Bucket, key: str, start: int, length: int) -> Any:
+        read.append(key)
+        return ranged(self, key, start, length)
+
+    monkeypatch.setattr(S3Bucket, "read", spy_read)
+    data = os.urandom(3 * MiB + 17)
+    async with replica(blob_redirect=False) as client:
+        digest = await push_blob(client, "tester/relay", data)
+        url = f"/v2/tester/relay/blobs/{digest}"
+        whole = await client.get(url)
+        assert (whole.status, await whole.read()) == (200, data)
+        part = await client.get(url, headers={"Range": "bytes=1000-2999999"})
+        assert (part.status, await part.read()) == (206, data[1000:3000000])
+        assert read == []  # not one chunk came through the S3 client
+        # A store whose answer cannot be relayed (say, chunked) is read in chunks instead.
+        monkeypatch.setattr("registry.relay._read_head", _refusing_head)
+        again = await client.get(url)
+        assert (again.status, await again.read()) == (200, data)
+        assert len(read) == 1
+
+
+async def _refusing_head(*args: Any) -> None:
+    raise NotRelayable("answered with Transfer-Encoding: chunked")
+
+
 async def test_streamed_pull_of_a_blob_whose_object_is_gone_answers_blob_unknown(
     replica: Replica,
 ) -> None:
@@ -249,6 +340,36 @@ async def test_gc_deletes_unreferenced_objects_and_aborts_expired_multipart_uplo
     assert gone.status == 404
     status = await s3_client.get(start.headers["Location"])
     assert status.status == 404
+
+
+async def test_gc_and_fsck_remove_objects_completed_at_a_sessions_key(s3_client: Client) -> None:
+    loose = await chunked_push(s3_client, "tester/loose", [os.urandom(5 * MiB), b"x"])
+    [(collected, _)] = await blob_objects(s3_client)
+    backend = s3_client.app[BLOB_BACKEND]
+    db = s3_client.app[DATABASE]
+    collector = GarbageCollector(
+        db, backend.root, GcPolicy(grace_seconds=0), reclaimer=backend.reclaimer
+    )
+    await s3_client.delete(f"/v2/tester/loose/blobs/{loose}")
+    await asyncio.sleep(0.01)
+    assert (await collector.collect()).blobs == 1
+    assert await bucket_of(s3_client).head(collected) is None
+    # An object a session completed at its key but never got a row for (a kill in between).
+    keys = backend.keys
+    assert keys is not None
+    leftover = keys.by_upload("00000000-0000-4000-8000-000000000000")
+    await bucket_of(s3_client).put(leftover, b"left behind")
+
+    def fsck(repair: bool, grace: float) -> Any:
+        return backend.fsck(
+            db, repair=repair, grace_seconds=grace, upload_expiry_seconds=86400, owners=None
+        ).run()
+
+    report = await fsck(False, 0)
+    assert [(f.kind, f.subject) for f in report.findings] == [("orphan-file", leftover)]
+    assert [f.repair for f in (await fsck(True, 3600)).findings] == ["skipped (in flight)"]
+    assert [f.repair for f in (await fsck(True, 0)).findings] == ["deleted"]
+    assert await blob_objects(s3_client) == []
 
 
 async def test_fsck_reports_missing_objects_and_deletes_rowless_ones_after_the_grace(
