@@ -342,10 +342,13 @@ MIGRATIONS: list[Migration] = [
     # content address: the blob's row names that object (NULL: its content address), and a
     # session names where its multipart upload lives (NULL: `uploads/<id>/data`, as made by
     # sessions begun before this). The index serves fsck's question "which row names this
-    # object?".
+    # object?". A session's tail is at a key of the request that wrote it, which the session
+    # names (NULL: `tail-<offset>`), so that two requests taking one chunk at once never write
+    # or delete each other's.
     """
     ALTER TABLE blobs ADD COLUMN object_key TEXT;
     ALTER TABLE uploads ADD COLUMN object_key TEXT;
+    ALTER TABLE uploads ADD COLUMN tail_key TEXT;
     CREATE INDEX blobs_object_key ON blobs (object_key)
     """,
 ]

@@ -5,8 +5,10 @@
                                                          multipart upload was made (its row
                                                          names the key)
 <prefix>uploads/<id>/data                                a session's multipart upload
-<prefix>uploads/<id>/tail-<offset>                       its bytes not yet in a part,
+<prefix>uploads/<id>/tail-<offset>-<nonce>               its bytes not yet in a part,
                                                          ending at acknowledged <offset>
+                                                         (its row names the key; sessions
+                                                         begun before: tail-<offset>)
 <prefix>lost+found/<name>                                 objects fsck moved aside
 """
 
@@ -49,8 +51,10 @@ class Keys:
     def upload_data(self, upload_id: str) -> str:
         return f"{self.upload_folder(upload_id)}data"
 
-    def upload_tail(self, upload_id: str, offset: int) -> str:
-        return f"{self.upload_folder(upload_id)}tail-{offset}"
+    def upload_tail(self, upload_id: str, offset: int, nonce: str | None = None) -> str:
+        """A tail's key; `nonce` makes it the writing request's own."""
+        name = f"tail-{offset}" if nonce is None else f"tail-{offset}-{nonce}"
+        return f"{self.upload_folder(upload_id)}{name}"
 
     def upload_id_of(self, key: str) -> str:
         """The session a key under uploads/ belongs to."""

@@ -9,8 +9,10 @@ that reach one process; two replicas taking chunks of one session at once get on
 Parts: every part but the last must be at least 5 MiB, and PATCH chunks may be of any size.
 Bytes are buffered up to a part (8 MiB, growing so that 10,000 parts reach 400 GiB) and sent
 while the next part is read. What is left when a request ends, if under 5 MiB, becomes the
-tail: an object of its own, `uploads/<id>/tail-<offset>`, named by the offset it ends at, so
-that writing it never changes what an acknowledged row points at. The next chunk reads the
+tail: an object of its own, `uploads/<id>/tail-<offset>-<nonce>`, at a key of the request's own
+that the row then names, so that writing it never changes what an acknowledged row points at,
+and a request that loses the compare-and-set to another one taking the same chunk at once
+deletes only its own tail, never the winner's. The next chunk reads the
 tail back (under 5 MiB) and sends it with its own bytes as a part; finishing copies it
 server-side as the last part (UploadPartCopy). Storing the tail in the bucket, not in the row,
 keeps the database free of megabytes of blob bytes.
@@ -83,6 +85,7 @@ class _State:
     tail: int
     hash_state: bytes
     object_key: str | None  # where the multipart upload is made; None: uploads/<id>/data
+    tail_key: str | None  # where the tail is; None: tail-<offset> (sessions begun before)
 
     @property
     def parts_size(self) -> int:
@@ -242,7 +245,7 @@ class S3UploadSessions:
         except HashStateError:
             raise UploadError("the upload's saved state is unreadable; start again") from None
         buffer = _Pieces()
-        old_tail = self.keys.upload_tail(upload.id, state.offset) if state.tail else None
+        old_tail = self._tail_key(upload.id, state)
         if old_tail is not None:
             try:
                 buffer.add(await self.bucket.get_bytes(old_tail))
@@ -267,17 +270,24 @@ class S3UploadSessions:
         finally:
             await sender.close()
         tail = buffer.take()
-        new_tail = self.keys.upload_tail(upload.id, offset) if tail else None
+        new_tail = None
+        if tail:
+            new_tail = (
+                old_tail
+                if offset == state.offset
+                else self.keys.upload_tail(upload.id, offset, uuid.uuid4().hex[:12])
+            )
         if new_tail is not None and new_tail != old_tail:
             await self.bucket.put(new_tail, tail)
         changed = await self.db.execute(
             'UPDATE uploads SET "offset" = ?, multipart_id = ?, parts = ?, tail = ?,'
-            ' hash_state = ?, updated_at = ? WHERE id = ? AND "offset" = ?',
+            ' tail_key = ?, hash_state = ?, updated_at = ? WHERE id = ? AND "offset" = ?',
             (
                 offset,
                 sender.upload_id,
                 json.dumps([list(part) for part in state.parts + sender.sent]),
                 len(tail),
+                new_tail,
                 hasher.save(),
                 time.time(),
                 upload.id,
@@ -364,13 +374,13 @@ class S3UploadSessions:
 
     async def _assemble(self, upload_id: str, state: _State) -> str | None:
         """The key of one object holding every byte of the session (None when it has none)."""
-        tail = self.keys.upload_tail(upload_id, state.offset)
+        tail = self._tail_key(upload_id, state)
         if state.multipart_id is None:
-            return tail if state.tail else None
+            return tail
         data = self._multipart_key(upload_id, state)
         parts = [(number, etag) for number, etag, _ in state.parts]
         try:
-            if state.tail:
+            if tail is not None:
                 number = len(parts) + 1
                 etag = await self.bucket.upload_part_copy(data, state.multipart_id, number, tail)
                 parts.append((number, etag))
@@ -457,7 +467,7 @@ class S3UploadSessions:
     async def _load(self, upload: Upload) -> _State:
         """The session's row as it is now: another replica may have taken a chunk since."""
         row = await self.db.fetchone(
-            'SELECT "offset", digest, multipart_id, parts, tail, hash_state, object_key'
+            'SELECT "offset", digest, multipart_id, parts, tail, tail_key, hash_state, object_key'
             " FROM uploads WHERE id = ? AND repository = ?",
             (upload.id, upload.repository),
         )
@@ -474,7 +484,14 @@ class S3UploadSessions:
             tail=int(row["tail"] or 0),
             hash_state=bytes(row["hash_state"]),
             object_key=row["object_key"],
+            tail_key=row["tail_key"],
         )
+
+    def _tail_key(self, upload_id: str, state: _State) -> str | None:
+        """Where the session's tail is, None when it has none."""
+        if not state.tail:
+            return None
+        return state.tail_key or self.keys.upload_tail(upload_id, state.offset)
 
     async def _drop(self, upload_id: str, state: _State | None) -> None:
         """The staged objects of `state` (None: nothing staged), then the row remembering them.
@@ -487,8 +504,9 @@ class S3UploadSessions:
             stale = [self.keys.upload_data(upload_id)]
             if multipart not in stale and not await self._named(multipart):
                 stale.append(multipart)
-            if state.tail:
-                stale.append(self.keys.upload_tail(upload_id, state.offset))
+            tail = self._tail_key(upload_id, state)
+            if tail is not None:
+                stale.append(tail)
             await self._delete_quietly(stale)
         await self.db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
         self._locks.pop(upload_id, None)
