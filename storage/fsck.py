@@ -307,6 +307,10 @@ class Fsck:
             known.add(upload_id)
             path = self.uploads_root / upload_id
             exists = await asyncio.to_thread(path.exists)
+            if not exists and row["digest"] and await self.files.has_row(row["digest"]):
+                # Published, its file settled, and only the session row left: a full database
+                # refused its deletion, or a crash came first. Its retry or its expiry ends it.
+                continue
             if not exists:
                 kind, detail = "upload-without-file", "upload session row without its file"
             elif now - float(row["updated_at"]) > self.upload_expiry_seconds:

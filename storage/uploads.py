@@ -65,17 +65,22 @@ class UploadSessions:
 
     async def create(self, repository: str) -> Upload:
         upload = Upload(str(uuid.uuid4()), repository, 0)
-        await asyncio.to_thread(self._path(upload.id).touch)
-        now = time.time()
+        files = [self._path(upload.id), _lock_path(self.root, upload.id)]
         try:
+            # The lock file too, now: made later, on a full disk, it would fail a session that
+            # exists, where failing here leaves none.
+            for file in files:
+                await asyncio.to_thread(file.touch)
+            now = time.time()
             await self.db.execute(
                 'INSERT INTO uploads (id, repository, "offset", created_at, updated_at)'
                 " VALUES (?, ?, 0, ?, ?)",
                 (upload.id, repository, now, now),
             )
         except BaseException:
-            # No row (a full database, say), no session: its file must not stay behind either.
-            await asyncio.to_thread(self._path(upload.id).unlink, True)
+            # No row (a full database, say), no session: its files must not stay behind either.
+            for file in files:
+                await asyncio.to_thread(file.unlink, True)
             raise
         self._hashes[upload.id] = _RunningHash(0, hashlib.sha256())
         return upload
@@ -293,7 +298,8 @@ def _lock_path(root: Path, upload_id: str) -> Path:
 
 
 def _try_lock(path: Path) -> int | None:
-    """A descriptor holding `path`'s exclusive lock, or None while another holds it."""
+    """A descriptor holding `path`'s exclusive lock, or None while another holds it (made if
+    missing: sessions begun before sessions had lock files)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
