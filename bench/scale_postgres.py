@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     postgres = PostgresServer().start()
     rows: list[Row] = []
     try:
-        url = asyncio.run(postgres.create_database("scale"))
+        url = asyncio.run(postgres.create_database())
         server_args = ["--database", url]
         print(f"loading {url.rsplit('@', 1)[1]} ...", file=sys.stderr)
         settings = Settings(data_dir=root, database=url, bootstrap_account=ACCOUNT)
