@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from aiohttp import web
+from aiohttp import ClientResponse, web
 
 from beakerd.app import BLOB_BACKEND, DATABASE, SETTINGS, repository_owners
 from metadata.accounts import create_account, set_quota
@@ -29,6 +29,24 @@ async def _storage(client: Client) -> dict[str, object]:
     resp = await client.get("/api/v3/user/storage", headers=api_headers(client))
     assert resp.status == 200, await resp.text()
     return dict(await resp.json())
+
+
+async def _push_manifest(
+    client: Client, name: str, tag: str, config: bytes, layers: list[bytes]
+) -> ClientResponse:
+    """Push `config`, then PUT an image manifest naming it and `layers` (already pushed)."""
+    await push_blob(client, name, config)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": descriptor(OCI_CONFIG, config),
+            "layers": [descriptor(OCI_LAYER, layer) for layer in layers],
+        }
+    ).encode()
+    return await client.put(
+        f"/v2/{name}/manifests/{tag}", data=manifest, headers={"Content-Type": OCI_MANIFEST}
+    )
 
 
 def _collector(client: Client) -> GarbageCollector:
@@ -125,18 +143,7 @@ async def test_a_manifest_past_the_quota_unlinks_the_layers_pushed_before_it(
     before = await _storage(client)
     await push_blob(client, "bob/data", LAYER * 2)
     config = b'{"n": 2}'
-    await push_blob(client, "tester/app", config)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": descriptor(OCI_CONFIG, config),
-            "layers": [descriptor(OCI_LAYER, LAYER), descriptor(OCI_LAYER, LAYER * 2)],
-        }
-    ).encode()
-    resp = await client.put(
-        "/v2/tester/app/manifests/v2", data=manifest, headers={"Content-Type": OCI_MANIFEST}
-    )
+    resp = await _push_manifest(client, "tester/app", "v2", config, [LAYER, LAYER * 2])
     assert resp.status == 403
     assert await _storage(client) == before
     assert await repositories(client).linked_blob_size("tester/app", digest_of(config)) is None
@@ -162,18 +169,7 @@ async def test_a_manifest_that_would_pass_the_quota_leaves_nothing_behind(
     # The layer is bob's; linking it into the admin's repository would add it to their usage.
     await push_blob(client, "bob/data", LAYER * 2)
     config = b"{}"
-    await push_blob(client, "tester/app", config)
-    manifest = json.dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": descriptor(OCI_CONFIG, config),
-            "layers": [descriptor(OCI_LAYER, LAYER * 2)],
-        }
-    ).encode()
-    resp = await client.put(
-        "/v2/tester/app/manifests/latest", data=manifest, headers={"Content-Type": OCI_MANIFEST}
-    )
+    resp = await _push_manifest(client, "tester/app", "latest", config, [LAYER * 2])
     assert resp.status == 403
     assert (await resp.json())["errors"][0]["message"].startswith(
         "quota exceeded: 2 B used of 1000 B (account tester; this push adds 1.2 KiB)"
