@@ -290,7 +290,7 @@ class UploadSessions:
 def companion_files(root: Path, upload_id: str) -> list[Path]:
     """The files a session may have in `root` beside its data: a copy `_unshare` did not get to
     put in place, and its lock file. They go with the session."""
-    return [root / f"{upload_id}.unshared", _lock_path(root, upload_id)]
+    return [_unshared_copy(root / upload_id), _lock_path(root, upload_id)]
 
 
 def _lock_path(root: Path, upload_id: str) -> Path:
@@ -337,11 +337,15 @@ def _unshare(path: Path) -> None:
     """
     if os.stat(path).st_nlink <= 1:
         return
-    copy = path.with_name(path.name + ".unshared")
+    copy = _unshared_copy(path)
     shutil.copyfile(path, copy)
     with open(copy, "rb+") as f:
         os.fsync(f.fileno())
     os.replace(copy, path)
+
+
+def _unshared_copy(path: Path) -> Path:
+    return path.with_name(path.name + ".unshared")
 
 
 def _truncate_private(path: Path, length: int) -> None:
