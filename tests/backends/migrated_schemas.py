@@ -23,6 +23,7 @@ from pathlib import Path
 import asyncpg
 
 from metadata.schema import MIGRATIONS as METADATA_MIGRATIONS
+from storage.database import Database
 from storage.postgres import PostgresDatabase
 from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
 from tests.backends.postgres import USER, PostgresServer
@@ -30,6 +31,13 @@ from tests.backends.postgres import USER, PostgresServer
 # Unlike any word of the schema's DDL or data, so that replacing it renames only the schema.
 _TEMPLATE = "beakerd_template_schema"
 _AHEAD = 3
+
+
+async def migrated(db: Database) -> Database:
+    """`db` with the migrations a server runs at start, in its order."""
+    await db.migrate("storage", STORAGE_MIGRATIONS)
+    await db.migrate("metadata", METADATA_MIGRATIONS)
+    return db
 
 
 class MigratedSchemas:
@@ -61,8 +69,7 @@ class MigratedSchemas:
         db = PostgresDatabase(f"{self.server.url()}?search_path={_TEMPLATE}")
         await db.open()
         try:
-            await db.migrate("storage", STORAGE_MIGRATIONS)
-            await db.migrate("metadata", METADATA_MIGRATIONS)
+            await migrated(db)
         finally:
             await db.close()
         return self._dump()

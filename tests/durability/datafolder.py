@@ -12,13 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from metadata.accounts import create_account
-from metadata.schema import MIGRATIONS as METADATA_MIGRATIONS
 from storage.blobs import BlobStore
 from storage.database import Database
 from storage.digests import Digest
 from storage.repositories import NewManifest, Repositories
-from storage.schema import MIGRATIONS as STORAGE_MIGRATIONS
 from storage.sqlite import SqliteDatabase
+from tests.backends.migrated_schemas import migrated
 
 ACCOUNT = "tester"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -30,12 +29,6 @@ LONG_AGO = 3 * 86400.0
 class Contents:
     kept: set[str] = field(default_factory=set)  # blobs a tagged manifest references
     garbage: set[str] = field(default_factory=set)
-
-
-async def migrated(db: Database) -> Database:
-    await db.migrate("storage", STORAGE_MIGRATIONS)
-    await db.migrate("metadata", METADATA_MIGRATIONS)
-    return db
 
 
 async def open_migrated(root: Path) -> Database:

@@ -15,7 +15,8 @@ from storage.fsck import Fsck
 from storage.gc import GarbageCollector, GcPolicy
 from storage.repositories import Repositories
 from tests.backends.backend import Backend
-from tests.durability.datafolder import migrated, put_image
+from tests.backends.migrated_schemas import migrated
+from tests.durability.datafolder import put_image
 
 
 @pytest.fixture
